@@ -1,0 +1,29 @@
+# otlake: `make demo` and `make test` do all the set-up they need.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
+export UV_LINK_MODE := copy
+
+.PHONY: install demo test bench lint clean
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+demo: install
+	$(UV) run --frozen otlake demo
+
+test: install
+	$(UV) run --frozen pytest -n 2 --dist loadfile
+
+bench: install
+	$(UV) run --frozen python -m bench.run
+
+lint: install
+	$(UV) run --frozen ruff check .
+
+clean:
+	rm -rf .venv otlake-data bench-data .pytest_cache

@@ -1,0 +1,118 @@
+"""A chunked text buffer: edits cost O(chunk), not O(file).
+
+Typing is local, so the buffer remembers the chunk it touched last and its
+start offset; the next edit usually lands in the same chunk and needs no
+search. A file smaller than one chunk behaves like a plain str.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from events.errors import BadEvent
+
+from .ops import Ops
+
+CHUNK = 2048  # chars; chosen by `make bench` (see BENCHMARKS.md)
+
+
+class TextBuffer:
+    """Mutable text addressed by code point, with OT application."""
+
+    __slots__ = ("_chunks", "_size", "_ci", "_cstart")
+
+    def __init__(self, text: str = "") -> None:
+        self._chunks = [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
+        self._size = len(text)
+        self._ci = 0
+        self._cstart = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def text(self) -> str:
+        """The whole document."""
+        chunks = self._chunks
+        return chunks[0] if len(chunks) == 1 else "".join(chunks)
+
+    def crc32(self) -> int:
+        """CRC-32/IEEE of the UTF-8 bytes of the document."""
+        crc = 0
+        for chunk in self._chunks:
+            crc = zlib.crc32(chunk.encode("utf-8"), crc)
+        return crc
+
+    def _seek(self, pos: int) -> int:
+        """Make the chunk holding pos current; return pos's offset in it."""
+        chunks = self._chunks
+        ci, start = self._ci, self._cstart
+        if pos < start:
+            while pos < start:
+                ci -= 1
+                start -= len(chunks[ci])
+        else:
+            last = len(chunks) - 1
+            while ci < last and pos >= start + len(chunks[ci]):
+                start += len(chunks[ci])
+                ci += 1
+        self._ci, self._cstart = ci, start
+        return pos - start
+
+    def apply(self, ops: Ops) -> None:
+        """Apply a compact op list in place; raises BadEvent(op_past_end) and changes nothing then."""
+        # validate bounds first so a bad packet leaves the buffer untouched
+        pos = 0
+        size = self._size
+        for op in ops:
+            if op.__class__ is str:
+                size += len(op)
+                pos += len(op)
+            elif op > 0:
+                pos += op
+                if pos > size:
+                    raise BadEvent("op_past_end", f"skip {op} ends at {pos}, past the end ({size} code points)")
+            else:
+                if pos - op > size:
+                    raise BadEvent(
+                        "op_past_end", f"delete {-op} at {pos} ends at {pos - op}, past the end ({size} code points)"
+                    )
+                size += op
+        pos = 0
+        for op in ops:
+            if op.__class__ is str:
+                self._insert(pos, op)
+                pos += len(op)
+            elif op > 0:
+                pos += op
+            else:
+                self._delete(pos, -op)
+
+    def _insert(self, pos: int, text: str) -> None:
+        off = self._seek(pos)
+        chunks = self._chunks
+        ci = self._ci
+        chunk = chunks[ci]
+        new = chunk[:off] + text + chunk[off:]
+        self._size += len(text)
+        if len(new) <= 2 * CHUNK:
+            chunks[ci] = new
+        else:
+            chunks[ci : ci + 1] = [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
+
+    def _delete(self, pos: int, n: int) -> None:
+        self._size -= n
+        chunks = self._chunks
+        while n:
+            off = self._seek(pos)
+            ci = self._ci
+            chunk = chunks[ci]
+            take = min(n, len(chunk) - off)
+            rest = chunk[:off] + chunk[off + take :]
+            n -= take
+            if rest or len(chunks) == 1:
+                chunks[ci] = rest
+            else:
+                del chunks[ci]
+                if ci == len(chunks):  # removed the last chunk: step back onto the new last
+                    self._ci = ci - 1
+                    self._cstart -= len(chunks[ci - 1])

@@ -1,0 +1,131 @@
+"""The warehouse's DuckDB schema. Keys follow DESIGN.md; see README for each table."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+TABLES = {
+    "meta": """
+        CREATE TABLE IF NOT EXISTS meta (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR
+        )""",
+    "repls": """
+        CREATE TABLE IF NOT EXISTS repls (
+            repl_id VARCHAR PRIMARY KEY,
+            language VARCHAR,
+            is_private BOOLEAN,
+            owner VARCHAR,
+            title VARCHAR,
+            seq BIGINT,            -- seq of the repl event these fields came from
+            ts TIMESTAMPTZ
+        )""",
+    "events": """
+        CREATE TABLE IF NOT EXISTS events (
+            repl_id VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,
+            kind VARCHAR NOT NULL,
+            session_id VARCHAR,
+            user_id BIGINT,
+            path VARCHAR,
+            event JSON NOT NULL,   -- the whole event as ingested (canonical JSON)
+            event_hash UBIGINT NOT NULL,
+            PRIMARY KEY (repl_id, seq)
+        )""",
+    "ot_ops": """
+        CREATE TABLE IF NOT EXISTS ot_ops (
+            repl_id VARCHAR NOT NULL,
+            file_id BIGINT NOT NULL,  -- the file lineage: seq of the event that started it
+            version BIGINT NOT NULL,
+            path VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,  -- effective time (running max of ts within the repl)
+            ops VARCHAR NOT NULL,     -- compact JSON: n skip, -n delete, "s" insert
+            crc32 UBIGINT,
+            author VARCHAR,
+            PRIMARY KEY (repl_id, file_id, version)
+        )""",
+    "path_events": """
+        CREATE TABLE IF NOT EXISTS path_events (
+            repl_id VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            path VARCHAR NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,  -- effective time
+            file_id BIGINT,           -- lineage now at path; NULL: nothing there any more
+            PRIMARY KEY (repl_id, seq, path)
+        )""",
+    "file_breaks": """
+        CREATE TABLE IF NOT EXISTS file_breaks (
+            repl_id VARCHAR NOT NULL,
+            file_id BIGINT NOT NULL,
+            seq BIGINT NOT NULL,      -- the bad packet; the file's content is unknown from here on
+            path VARCHAR NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,
+            error_kind VARCHAR NOT NULL,
+            PRIMARY KEY (repl_id, file_id)
+        )""",
+    "checkpoints": """
+        CREATE TABLE IF NOT EXISTS checkpoints (
+            repl_id VARCHAR NOT NULL,
+            file_id BIGINT NOT NULL,
+            version BIGINT NOT NULL,
+            path VARCHAR NOT NULL,
+            content VARCHAR NOT NULL,
+            PRIMARY KEY (repl_id, file_id, version)
+        )""",
+    "diagnostics": """
+        CREATE TABLE IF NOT EXISTS diagnostics (
+            repl_id VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,
+            path VARCHAR NOT NULL,
+            start_line INTEGER NOT NULL,
+            start_character INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            end_character INTEGER NOT NULL,
+            severity TINYINT NOT NULL,
+            code VARCHAR,
+            message VARCHAR NOT NULL,
+            has_code_action BOOLEAN NOT NULL,
+            PRIMARY KEY (repl_id, seq)
+        )""",
+    "quarantine": """
+        CREATE TABLE IF NOT EXISTS quarantine (
+            source VARCHAR NOT NULL,   -- the stage: ingest, verify, ...
+            key VARCHAR NOT NULL,      -- repl_id/seq/content-hash, or line:hash when unparseable
+            repl_id VARCHAR,
+            seq BIGINT,
+            path VARCHAR,
+            version BIGINT,
+            origin VARCHAR,            -- file:line (or file:row) it came from
+            error_kind VARCHAR NOT NULL,
+            message VARCHAR NOT NULL,
+            raw VARCHAR,               -- the record as received
+            run_id VARCHAR,
+            quarantined_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (source, key)
+        )""",
+    "runs": """
+        CREATE TABLE IF NOT EXISTS runs (
+            run_id VARCHAR PRIMARY KEY,
+            stage VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,   -- running, done, failed
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            params JSON,
+            reconciliation JSON,
+            timings JSON
+        )""",
+}
+
+VIEWS = {
+    # Path intervals: path was bound to file_id from from_ts (inclusive) to to_ts (exclusive).
+    "file_paths": """
+        CREATE OR REPLACE VIEW file_paths AS
+        SELECT repl_id, path, file_id, seq AS from_seq, ts AS from_ts,
+               lead(seq) OVER w AS to_seq, lead(ts) OVER w AS to_ts
+        FROM path_events
+        WINDOW w AS (PARTITION BY repl_id, path ORDER BY seq)
+        QUALIFY file_id IS NOT NULL""",
+}

@@ -1,0 +1,125 @@
+"""The embedded warehouse: one DuckDB file, its schema, and replay as SQL functions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from events.errors import OtlakeError
+
+from .schema import SCHEMA_VERSION, TABLES, VIEWS
+from .timetravel import TimeTravel
+
+DB_NAME = "otlake.duckdb"
+
+
+def data_home(path: str | os.PathLike | None = None) -> Path:
+    """The warehouse folder: the argument, else $OTLAKE_HOME, else ./otlake-data."""
+    return Path(path or os.environ.get("OTLAKE_HOME") or "otlake-data")
+
+
+class WarehouseError(OtlakeError):
+    """The warehouse cannot be opened or used."""
+
+
+class Warehouse:
+    """An open warehouse. Use as a context manager; `con` is the DuckDB connection."""
+
+    def __init__(self, home: str | os.PathLike | None = None, read_only: bool = False) -> None:
+        self.home = data_home(home)
+        self.path = self.home / DB_NAME
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise WarehouseError(f"no warehouse at {self.path}: run `otlake ingest FILE` first (or set OTLAKE_HOME)")
+        if not read_only:
+            self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as e:
+            raise WarehouseError(f"cannot open {self.path}: {e}") from e
+        self._udf_cursor = None
+        self.con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self._create_schema()
+        self._register_functions()
+
+    def _create_schema(self) -> None:
+        for ddl in TABLES.values():
+            self.con.execute(ddl)
+        for ddl in VIEWS.values():
+            self.con.execute(ddl)
+        self.con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+
+    def _register_functions(self) -> None:
+        """file_at(repl_id, path, ts) and files_at(repl_id, ts) on this connection."""
+        self._udf_cursor = self.con.cursor()
+        travel = TimeTravel(self._udf_cursor)
+
+        def file_at(repl_ids: pa.Array, paths: pa.Array, ts: pa.Array) -> pa.Array:
+            us = pc.cast(ts, pa.int64()).to_pylist()
+            rids, ps = repl_ids.to_pylist(), paths.to_pylist()
+            live = [i for i in range(len(us)) if rids[i] is not None and ps[i] is not None and us[i] is not None]
+            out: list[str | None] = [None] * len(us)
+            texts = travel.file_at([rids[i] for i in live], [ps[i] for i in live], [us[i] for i in live])
+            for i, text in zip(live, texts):
+                out[i] = text
+            return pa.array(out, pa.string())
+
+        self.con.create_function(
+            "file_at", file_at, ["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR",
+            type="arrow", null_handling="special", side_effects=False,
+        )
+        self.con.execute(
+            """CREATE OR REPLACE TEMP MACRO files_at(r, t) AS TABLE
+               SELECT path, file_at(repl_id, path, t) AS content FROM file_paths
+               WHERE repl_id = r AND from_ts <= t AND (to_ts IS NULL OR to_ts > t)
+               ORDER BY path"""
+        )
+
+    def travel(self) -> TimeTravel:
+        """A TimeTravel reader on its own cursor (close it with `.cur.close()`)."""
+        return TimeTravel(self.con.cursor())
+
+    def close(self) -> None:
+        if self._udf_cursor is not None:
+            self._udf_cursor.close()
+            self._udf_cursor = None
+        self.con.close()
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sqlalchemy_engine(home: str | os.PathLike | None = None, read_only: bool = True):
+    """A SQLAlchemy engine on the warehouse (duckdb-engine), with file_at/files_at registered."""
+    from sqlalchemy import create_engine, event
+
+    path = data_home(home) / DB_NAME
+    if not path.exists():
+        raise WarehouseError(f"no warehouse at {path}: run `otlake ingest FILE` first (or set OTLAKE_HOME)")
+    engine = create_engine(f"duckdb:///{path}", connect_args={"read_only": read_only})
+
+    @event.listens_for(engine, "connect")
+    def _register(dbapi_connection, _record) -> None:
+        raw = getattr(dbapi_connection, "_ConnectionWrapper__c", None) or getattr(dbapi_connection, "c", None)
+        if raw is None:
+            return
+        _attach_functions(raw)
+
+    return engine
+
+
+def _attach_functions(con) -> None:
+    """Register the replay functions on a raw DuckDB connection someone else opened."""
+    holder = Warehouse.__new__(Warehouse)
+    holder.con = con
+    holder._register_functions()
