@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .errors import BadEvent
 from .schema import COMMON_OPTIONAL, FIELDS, FILE_OPS, UINT32_MAX
@@ -30,6 +30,12 @@ def parse_ts(value: object) -> int:
         raise BadEvent("wrong_type", f"ts {value!r:.40} has no UTC offset (expected e.g. ...Z)")
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_us(us: int) -> str:
+    """Integer microseconds since the epoch -> RFC 3339 UTC with microseconds (…Z)."""
+    seconds, micros = divmod(us, 1_000_000)
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
 
 
 def _type_name(value: object) -> str:

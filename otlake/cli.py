@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +47,8 @@ class _Progress:
         return self
 
     def __call__(self, n: int) -> None:
+        if os.environ.get("OTLAKE_TRACE"):
+            print(f"progress +{n}", file=sys.stderr, flush=True)
         if self.bar:
             self.bar.update(n)
 
@@ -72,8 +75,10 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--checkpoint-every", type=click.IntRange(1), default=None,
               help="Store each file's content every K versions (fixed at a warehouse's first ingest; default 256).")
+@click.option("--chunk-records", type=click.IntRange(1), default=200_000, show_default=True,
+              help="Records per transaction; a killed run keeps whole chunks and a rerun resumes.")
 @_home_option
-def ingest(files: tuple[Path, ...], checkpoint_every: int | None, home: str | None) -> None:
+def ingest(files: tuple[Path, ...], checkpoint_every: int | None, chunk_records: int, home: str | None) -> None:
     """Ingest JSONL (.jsonl, .jsonl.gz) or Parquet event files.
 
     Bad records go to the `quarantine` table; the rest is stored. Re-ingesting
@@ -88,7 +93,8 @@ def ingest(files: tuple[Path, ...], checkpoint_every: int | None, home: str | No
 
     total = sum(_count_records(p) for p in files)
     with Warehouse(home) as wh, _Progress(total, "ingest") as bar:
-        report = ingest_files(wh, list(files), progress=bar, checkpoint_every=checkpoint_every)
+        report = ingest_files(wh, list(files), progress=bar, checkpoint_every=checkpoint_every,
+                              chunk_records=chunk_records)
     click.echo(f"run {report.run_id}: {report.summary()}")
     click.echo(f"{report.records_in / max(report.seconds, 1e-9):,.0f} records/s; warehouse: "
                f"{Path(wh.path)}")

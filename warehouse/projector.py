@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from events.validate import format_us
+
 from events.errors import BadEvent
 from ot_replay.state import FileState, ReplFiles
 
@@ -56,6 +58,7 @@ class Rows:
 def canonical(ev: dict) -> tuple[str, int]:
     """Canonical JSON of an event (private `_` fields dropped) and its 64-bit hash."""
     public = {k: v for k, v in ev.items() if k[0] != "_"}
+    public["ts"] = format_us(ev["_us"])  # one spelling per instant, whatever the source wrote
     data = orjson.dumps(public, option=orjson.OPT_SORT_KEYS)
     return data.decode(), int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 

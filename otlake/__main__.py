@@ -1,0 +1,3 @@
+from otlake.cli import run
+
+run()

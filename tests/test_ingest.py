@@ -1,0 +1,140 @@
+"""Ingest: idempotent writes, resumable after SIGKILL, late events, Parquet, chunk boundaries."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from events.parquet import events_to_table
+from warehouse.ingest import ingest_events, ingest_files
+from warehouse.store import Warehouse
+
+from .conftest import Log, write_jsonl
+
+TABLES = ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics", "repls", "quarantine")
+
+
+def dump(wh) -> dict:
+    """Every data table's rows (without run ids and wall-clock columns), sorted."""
+    out = {}
+    for t in TABLES:
+        cols = [c for (c,) in wh.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [t]
+        ).fetchall() if c not in ("run_id", "quarantined_at", "origin")]
+        out[t] = sorted(wh.con.execute(f"SELECT {', '.join(cols)} FROM {t}").fetchall(), key=repr)
+    return out
+
+
+def busy_log(repl_id: str, seed: int, packets: int) -> Log:
+    """Random edits over two files with a move, plus a bad packet."""
+    rng = random.Random(seed)
+    log = Log(repl_id)
+    for i in range(packets):
+        path = "a.py" if "a.py" in log.texts or i == 0 else ("b.py" if rng.random() < 0.5 else "src/c.py")
+        if path != "a.py" and path not in log.texts and path == "src/c.py" and "b.py" in log.texts:
+            path = "b.py"
+        text = log.texts.get(path, "")
+        pos = rng.randint(0, len(text))
+        ops = [{"skip": pos}] if pos else []
+        if text[pos:] and rng.random() < 0.3:
+            ops.append({"delete": rng.randint(1, min(3, len(text) - pos))})
+        ops.append({"insert": rng.choice(["x", "é", "😀", "\n", "def f():\n    pass\n"])})
+        log.edit(path, ops)
+        if i == packets // 2:
+            log.move("a.py", "pkg/a.py")
+            log.edit("pkg/a.py", [{"insert": "# moved\n"}])
+            log.texts["a.py"] = log.texts.pop("pkg/a.py")  # keep typing into the moved file under its new name
+            log.versions["a.py"] = log.versions.pop("pkg/a.py")
+            log.texts["pkg/a.py"] = log.texts.pop("a.py")
+            log.versions["pkg/a.py"] = log.versions.pop("a.py")
+            log.texts["a.py"] = ""
+            log.versions["a.py"] = 0
+    log.add("lsp_diagnostic", path="b.py", range={"start": {"line": 0, "character": 0},
+            "end": {"line": 0, "character": 1}}, severity=1, code="ruff[F821]", message="Undefined name `x`",
+            has_code_action=False)
+    log.snapshot()
+    return log
+
+
+def test_reingest_changes_nothing(wh, tmp_path):
+    log = busy_log("r1", 1, 300)
+    f = write_jsonl(tmp_path / "in.jsonl", log.events, [b"not json"])
+    first = ingest_files(wh, [f])
+    before = dump(wh)
+    second = ingest_files(wh, [f])
+    assert dump(wh) == before
+    assert (second.stored, second.quarantined) == (0, 0)
+    assert second.duplicates == first.stored and second.already_quarantined == first.quarantined == 1
+    runs = wh.con.execute("SELECT stage, status, reconciliation->>'balanced' FROM runs ORDER BY started_at").fetchall()
+    assert runs == [("ingest", "done", "true"), ("ingest", "done", "true")]
+
+
+def test_chunk_boundaries_inside_a_repl_resume_file_state(tmp_path):
+    log = busy_log("r1", 2, 900)
+    f = write_jsonl(tmp_path / "in.jsonl", log.events)
+    with Warehouse(tmp_path / "one") as one, Warehouse(tmp_path / "many") as many:
+        ingest_files(one, [f], checkpoint_every=16)
+        ingest_files(many, [f], checkpoint_every=16, chunk_records=97)
+        assert dump(one) == dump(many)
+        assert many.con.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+        assert many.travel().files_at("r1", 2**62) == {p: t for p, t in log.texts.items() if p != "a.py" or t}
+
+
+def test_late_events_rebuild_the_repl(tmp_path):
+    log = busy_log("r1", 3, 200)
+    events = list(log.events)
+    late = events[50:60]
+    with Warehouse(tmp_path / "split") as split, Warehouse(tmp_path / "whole") as whole:
+        first = ingest_events(split, events[:50] + events[60:])
+        assert first.quarantined > 0  # the gap breaks a file until the missing packets come
+        report = ingest_events(split, late)
+        assert report.repls_rebuilt == 1
+        ingest_events(whole, events)
+        assert dump(split) == dump(whole)
+        assert split.con.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+
+
+def test_parquet_input_gives_the_same_tables(wh, tmp_path):
+    log = busy_log("r1", 4, 150)
+    f = write_jsonl(tmp_path / "in.jsonl", log.events)
+    table = events_to_table(log.events)
+    pq.write_table(table, tmp_path / "in.parquet")
+    ingest_files(wh, [tmp_path / "in.parquet"])
+    with Warehouse(tmp_path / "j") as other:
+        ingest_files(other, [f])
+        assert dump(wh) == dump(other)
+    assert wh.con.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+
+
+def test_sigkill_mid_ingest_then_restart_equals_one_clean_run(tmp_path):
+    logs = [busy_log(f"r{i}", 10 + i, 1500) for i in range(8)]
+    events = sorted((e for log in logs for e in log.events), key=lambda e: (e["ts"], e["repl_id"]))
+    f = write_jsonl(tmp_path / "in.jsonl", events, [b"{broken"])
+    env = {**os.environ, "OTLAKE_HOME": str(tmp_path / "killed"), "OTLAKE_TRACE": "1"}
+    cmd = [sys.executable, "-m", "otlake", "ingest", str(f), "--chunk-records", "1000"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    commits = 0
+    for line in proc.stderr:
+        if line.startswith("progress"):
+            commits += 1
+            if commits == 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Warehouse(tmp_path / "killed") as wh:
+        partial = wh.con.execute("SELECT count(*) FROM events").fetchone()[0]
+        assert 0 < partial < len(events)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with Warehouse(tmp_path / "killed") as wh, Warehouse(tmp_path / "clean") as clean:
+        ingest_files(clean, [f], chunk_records=1000)
+        assert dump(wh) == dump(clean)
+        statuses = [s for (s,) in wh.con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
+        assert statuses == ["running", "done"]  # the killed run stays visible as never finished
