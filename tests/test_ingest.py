@@ -49,12 +49,8 @@ def busy_log(repl_id: str, seed: int, packets: int) -> Log:
         if i == packets // 2:
             log.move("a.py", "pkg/a.py")
             log.edit("pkg/a.py", [{"insert": "# moved\n"}])
-            log.texts["a.py"] = log.texts.pop("pkg/a.py")  # keep typing into the moved file under its new name
-            log.versions["a.py"] = log.versions.pop("pkg/a.py")
-            log.texts["pkg/a.py"] = log.texts.pop("a.py")
-            log.versions["pkg/a.py"] = log.versions.pop("a.py")
-            log.texts["a.py"] = ""
-            log.versions["a.py"] = 0
+            # the next edit of a.py starts a new file at version 1
+            log.texts["a.py"], log.versions["a.py"] = "", 0
     log.add("lsp_diagnostic", path="b.py", range={"start": {"line": 0, "character": 0},
             "end": {"line": 0, "character": 1}}, severity=1, code="ruff[F821]", message="Undefined name `x`",
             has_code_action=False)

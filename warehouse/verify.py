@@ -103,6 +103,8 @@ def _verify_repl(wh: Warehouse, travel, repl_id: str, report: VerifyReport) -> N
         "SELECT seq, file_id, path, error_kind, epoch_us(ts) FROM file_breaks WHERE repl_id = ? ORDER BY seq",
         [repl_id],
     ).fetchall()
+    checkpoints = {(f, v): c for f, v, c in wh.con.execute(
+        "SELECT file_id, version, content FROM checkpoints WHERE repl_id = ?", [repl_id]).fetchall()}
     for seq, text, us in rows:
         while breaks and breaks[0][0] < seq:  # a quarantined bad packet came before this event
             bseq, file_id, path, kind, _ = breaks.pop(0)
@@ -124,7 +126,13 @@ def _verify_repl(wh: Warehouse, travel, repl_id: str, report: VerifyReport) -> N
         ev = validate_event(ev)
         try:
             if kind == "ot":
-                files.apply_ot(seq, ev["path"], ev["version"], ev["_ops"], ev.get("crc32"))
+                state = files.apply_ot(seq, ev["path"], ev["version"], ev["_ops"], ev.get("crc32"))
+                stored = checkpoints.get((state.file_id, state.version))
+                if stored is not None and stored != state.buffer.text():
+                    report.projection_errors.append({
+                        "repl_id": repl_id, "seq": seq, "kind": "checkpoint_mismatch",
+                        "message": f"checkpoint of {state.path} (file {state.file_id}) at version {state.version} "
+                                   "differs from the replay of events"})
             elif ev["op"] == "create":
                 files.create(seq, ev["path"])
             elif ev["op"] == "move":

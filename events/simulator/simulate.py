@@ -1,0 +1,28 @@
+"""Demo session logs for many repls: each repl simulated, then linted in one batch, then interleaved."""
+
+from __future__ import annotations
+
+import pathlib
+
+from .corpus import load_corpus
+from .diagnostics import DiagnosticLog
+from .scenario import ReplScenario
+
+
+def simulate(repls: int, seed: int, corpus: pathlib.Path | None = None) -> list[dict]:
+    """Events of `repls` simulated repls, ordered by time as a real log would be.
+
+    `corpus` is a folder of .py files for users to write; by default small modules of the
+    standard library. The same `seed` gives the same events.
+    """
+    if repls < 0:
+        raise ValueError(f"repls must be >= 0, got {repls}")
+    source = load_corpus(corpus)
+    diagnostics = DiagnosticLog()
+    scenarios = [ReplScenario(index, seed, source, diagnostics) for index in range(repls)]
+    for scenario in scenarios:
+        scenario.play()
+    diagnostics.flush()  # one ruff process for every repl's file states
+    events = [event for scenario in scenarios for event in scenario.rec.numbered()]
+    events.sort(key=lambda e: (e["ts"], e["repl_id"], e["seq"]))
+    return events
