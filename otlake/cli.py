@@ -57,7 +57,17 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns otlake's own errors into a clean message and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OtlakeError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="otlake")
 def main() -> None:
     """otlake: an event-sourced warehouse of IDE sessions.
@@ -239,15 +249,5 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
 
 
 def run() -> None:
-    """Entry point that turns our errors into a clean message and exit code 1."""
-    try:
-        main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except OtlakeError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
+    """Console entry point."""
+    main()

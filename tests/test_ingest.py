@@ -32,13 +32,11 @@ def dump(wh) -> dict:
 
 
 def busy_log(repl_id: str, seed: int, packets: int) -> Log:
-    """Random edits over two files with a move, plus a bad packet."""
+    """Random edits over three files, a move, a diagnostic and a snapshot."""
     rng = random.Random(seed)
     log = Log(repl_id)
     for i in range(packets):
-        path = "a.py" if "a.py" in log.texts or i == 0 else ("b.py" if rng.random() < 0.5 else "src/c.py")
-        if path != "a.py" and path not in log.texts and path == "src/c.py" and "b.py" in log.texts:
-            path = "b.py"
+        path = rng.choice(["a.py", "a.py", "b.py", "src/c.py"])
         text = log.texts.get(path, "")
         pos = rng.randint(0, len(text))
         ops = [{"skip": pos}] if pos else []

@@ -32,13 +32,13 @@ def _delivered_line(work: FileWork) -> tuple[int, int, int] | None:
     return block, start, start + rng.randrange(plan.present[block])
 
 
-def rewrite_lines(work: FileWork, typist: Typist) -> bool:
-    """Selects a few lines of a written block, deletes them and types them again."""
+def rewrite_lines(work: FileWork, typist: Typist, most: int = 6) -> bool:
+    """Selects up to `most` lines of a written block, deletes them and types them again."""
     picked = _delivered_line(work)
     if picked is None:
         return False
     block, start, line = picked
-    end = min(start + work.plan.present[block], line + work.rng.randint(1, 6))
+    end = min(start + work.plan.present[block], line + work.rng.randint(1, most))
     typist.short_pause()
     text = typist.select_delete(work.ed, line, end)
     return typist.type(work.ed, text)
@@ -73,9 +73,8 @@ def add_debug_print(work: FileWork, typist: Typist) -> DebugLine | None:
     line = plan.start_of(block) + k
     if buf.line(line) != plan.blocks[block][k]:
         return None  # the line is not what the plan says (a mistake sits there): leave it
-    indent = plan.ends[plan.first_line[block] + k]
-    names = _WORD.findall(plan.blocks[block][k])
-    value = rng.choice(names) if names and rng.random() < 0.7 else repr(rng.choice(_DEBUG_WORDS))
+    indent, name = plan.ends[plan.first_line[block] + k]
+    value = name if name and rng.random() < 0.8 else repr(rng.choice(_DEBUG_WORDS))
     text = " " * indent + f'print("{rng.choice(_DEBUG_WORDS)}", {value})'
     typist.short_pause()
     work.ed.goto(line, len(buf.line(line)), log=True)

@@ -8,8 +8,11 @@ MIN_BLOCK_CHARS = 160  # tiny statements (imports, constants) are typed as one b
 SPLIT_CLASS_LINES = 40  # a longer class is typed method by method
 
 
-def statement_ends(text: str) -> dict[int, int]:
-    """1-based lines that end a simple statement, with that statement's indent: safe places to add a line."""
+def statement_ends(text: str) -> dict[int, tuple[int, str | None]]:
+    """Lines (1-based) that end a simple statement: safe places to add a line after.
+
+    Each maps to the statement's indent and the name it assigns, if it assigns one.
+    """
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -18,12 +21,13 @@ def statement_ends(text: str) -> dict[int, int]:
     ends = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.stmt) and not hasattr(node, "body"):
-            last = lines[node.end_lineno - 1]
+            first, last = lines[node.lineno - 1], lines[node.end_lineno - 1]
             # a line continued by a backslash or holding several statements is not a clean end
-            first = lines[node.lineno - 1]
             clean = not last.rstrip().endswith("\\") and ";" not in last
             if clean and first[: node.col_offset].strip() == "":
-                ends[node.end_lineno] = node.col_offset
+                target = node.targets[0] if isinstance(node, ast.Assign) else None
+                name = target.id if isinstance(target, ast.Name) else None
+                ends[node.end_lineno] = (node.col_offset, name)
     return ends
 
 

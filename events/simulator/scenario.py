@@ -44,7 +44,7 @@ class ReplScenario:
         self.works: dict[str, FileWork] = {}  # live files by path
         self.pending: list[Pending] = []
         self.debug_lines: list[churn.DebugLine] = []
-        self.keystrokes = rng.randint(250, 700)  # characters this user will type by hand
+        self.keystrokes = rng.randint(60, 220)  # characters this user will type by hand
         self.checks_left = rng.randint(14, 30)
 
     def play(self) -> list[dict]:
@@ -93,6 +93,8 @@ class ReplScenario:
 
     def _deliver(self, work: FileWork, block: int) -> None:
         rng = self.rng
+        # reading, thinking, looking things up between two pieces of code
+        self.clock.wait_s(rng.uniform(3, 40) if rng.random() < 0.8 else rng.uniform(60, 600))
         text = work.plan.block_text(block)
         lines = len(work.plan.blocks[block])
         helper = not work.ed.path.startswith("main")
@@ -106,6 +108,10 @@ class ReplScenario:
         self.keystrokes -= typed_chars
         rest = "ghost" if rng.random() < 0.35 else "paste"
         self.pending += work.deliver(block, self.typist, typed, rest, mistake_rate=0.3)
+        if work.ed.is_python and rng.random() < 0.35:
+            broken = work.break_line(self.typist)
+            if broken is not None:
+                self.pending.append(broken)
         if work.ed.is_python and rng.random() < 0.5:
             self._check(work)
 
@@ -118,8 +124,8 @@ class ReplScenario:
         self.debug_lines = [d for d in self.debug_lines if d is not None]
         if self.debug_lines and rng.random() < 0.15:
             churn.remove_debug_print(self.debug_lines.pop(0), self.typist)
-        if rng.random() < 0.05:
-            churn.rewrite_lines(work, self.typist)
+        if rng.random() < 0.03:
+            churn.rewrite_lines(work, self.typist, most=2)
         elif rng.random() < 0.06:
             churn.retype_word(work, self.typist)
         if work.ed.can_undo() and rng.random() < 0.05:
@@ -206,7 +212,7 @@ class ReplScenario:
             self.typist.type(work.ed, text)
             if work.ed.is_python:
                 self._check(work)
-            if attempt == 0 and self.rng.random() < 0.5:
+            if attempt == 0 and work.ed.is_python and self.rng.random() < 0.5:
                 self._run_file(path)
             self.typist.short_pause()
             self.rec.emit("file", op="remove", path=path)

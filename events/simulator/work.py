@@ -10,6 +10,11 @@ from .mistakes import Mistake, plan_mistakes
 from .plan import FilePlan
 from .typist import Typist
 
+GHOST_MAX_CHARS = 900  # a completion longer than this would be a paste
+# how often each kind of mistake is made, when a line allows several
+KIND_WEIGHTS = {"undefined_name": 4, "wrong_attribute": 2, "missing_colon": 2, "unclosed_bracket": 2,
+                "bad_indent": 1, "type_misuse": 2, "missing_import": 1}
+
 
 @dataclass
 class Pending:
@@ -50,7 +55,7 @@ class FileWork:
         for k, line in enumerate(lines[:typed_lines]):
             options = self.mistakes.get(first + k)
             if options and rng.random() < mistake_rate:
-                mistake = rng.choice(options)
+                mistake = self._choose(options)
                 pending.append(Pending(self, block, k, mistake))
                 if mistake.wrong is None:
                     continue
@@ -64,11 +69,37 @@ class FileWork:
             return pending
         remainder = "".join(line + "\n" for line in lines[typed_lines:])
         if remainder and typist.budget():
-            if rest == "ghost" and len(remainder) > 1:
+            if rest == "ghost" and 1 < len(remainder) <= GHOST_MAX_CHARS:
                 typist.ghostwrite(ed, remainder)
             else:
                 typist.paste(ed, remainder)
         return pending
+
+    def _choose(self, options: list[Mistake]) -> Mistake:
+        weights = [KIND_WEIGHTS[m.kind] for m in options]
+        return self.rng.choices(options, weights)[0]
+
+    def break_line(self, typist: Typist) -> Pending | None:
+        """Edits a written line and gets it wrong (a typed-over name, a lost colon...)."""
+        plan, rng, buf = self.plan, self.rng, self.ed.buf
+        lines = [
+            (block, k)
+            for block, count in enumerate(plan.present)
+            if count == len(plan.blocks[block])
+            for k in range(count)
+            if plan.first_line[block] + k in self.mistakes
+        ]
+        if not lines:
+            return None
+        block, k = rng.choice(lines)
+        line = plan.start_of(block) + k
+        options = [m for m in self.mistakes[plan.first_line[block] + k] if m.wrong is not None]
+        if not options or buf.line(line) != plan.blocks[block][k]:
+            return None
+        mistake = self._choose(options)
+        column, old, new = _difference(mistake.right, mistake.wrong)
+        typist.replace_span(self.ed, line, column, old, new)
+        return Pending(self, block, k, mistake)
 
     def fix(self, pending: Pending, typist: Typist) -> bool:
         """Goes back to a mistake and corrects it; False when it can no longer be found."""
