@@ -21,12 +21,18 @@ from .validate import check_strings
 
 @dataclass(slots=True)
 class Record:
-    """One input record: origin (file:line or file:row), event dict or error, raw text."""
+    """One input record: origin (file:line or file:row), event dict or error, the raw bytes.
+
+    `raw` is the record as received (a JSON line) or None when the source has
+    no text form (Parquet); `trusted` says every string came from a strict
+    UTF-8 decoder.
+    """
 
     origin: str
     event: dict | None
     error: BadEvent | None
-    raw: str | None
+    raw: bytes | None
+    trusted: bool = True
 
 
 def decode_json_line(line: bytes) -> dict:
@@ -60,14 +66,21 @@ def read_jsonl(path: Path) -> Iterator[Record]:
     except OSError as e:
         raise OtlakeError(f"cannot read {path}: {e.strerror or e}") from e
     name = str(path)
+    loads = orjson.loads
     with fh:
         for number, line in enumerate(fh, 1):
+            line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
             try:
-                yield Record(f"{name}:{number}", decode_json_line(line), None, None)
-            except BadEvent as e:
-                yield Record(f"{name}:{number}", None, e, line.decode("utf-8", errors="replace").rstrip("\n"))
+                event = loads(line)
+            except orjson.JSONDecodeError:
+                try:
+                    event = decode_json_line(line)
+                except BadEvent as e:
+                    yield Record(f"{name}:{number}", None, e, line)
+                    continue
+            yield Record(f"{name}:{number}", event, None, line)
 
 
 def _drop_nulls(value):

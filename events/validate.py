@@ -8,18 +8,36 @@
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime, timedelta, timezone
+import re
+from datetime import date, datetime, timedelta, timezone
 
 from .errors import BadEvent
-from .schema import COMMON_OPTIONAL, FIELDS, FILE_OPS, UINT32_MAX
+from .schema import COMMON_REQUIRED, FIELDS, FILE_OPS, UINT32_MAX
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _TYPE_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "object", type(None): "null",
                float: "number"}
+_TS = re.compile(r"(\d{4}-\d\d-\d\d)T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)\.(\d{6})Z")
+_DAYS: dict[str, int] = {}
+_PATHS: dict[str, str] = {}
 
 
 def parse_ts(value: object) -> int:
     """RFC 3339 timestamp -> integer microseconds since the epoch (UTC)."""
+    if type(value) is str:
+        m = _TS.fullmatch(value)
+        if m is not None:  # the common spelling, parsed without datetime
+            day = _DAYS.get(m[1])
+            if day is None:
+                try:
+                    day = date.fromisoformat(m[1]).toordinal() - _EPOCH_ORDINAL
+                except ValueError:
+                    raise BadEvent("wrong_type", f"ts {value!r:.40} is not an RFC 3339 timestamp") from None
+                if len(_DAYS) > 100_000:
+                    _DAYS.clear()
+                _DAYS[m[1]] = day
+            return (((day * 24 + int(m[2])) * 60 + int(m[3])) * 60 + int(m[4])) * 1_000_000 + int(m[5])
     if not isinstance(value, str):
         raise BadEvent("wrong_type", f"ts must be an RFC 3339 string, got {_type_name(value)}")
     try:
@@ -44,6 +62,9 @@ def _type_name(value: object) -> str:
 
 def normalize_path(value: str, field: str = "path") -> str:
     """A repl-relative POSIX path, or BadEvent(bad_path) if it escapes the repl."""
+    known = _PATHS.get(value)
+    if known is not None:
+        return known
     if not value:
         raise BadEvent("bad_path", f"{field} is empty")
     if "\x00" in value:
@@ -55,6 +76,9 @@ def normalize_path(value: str, field: str = "path") -> str:
         raise BadEvent("bad_path", f"{field} {value!r:.60} escapes the repl root (..)")
     if _has_lone_surrogate(norm):
         raise BadEvent("invalid_unicode", f"{field} holds a lone surrogate")
+    if len(_PATHS) > 100_000:
+        _PATHS.clear()
+    _PATHS[value] = norm
     return norm
 
 
@@ -80,28 +104,61 @@ def check_strings(value: object, where: str = "event") -> None:
             check_strings(v, f"{where}[{i}]")
 
 
-def validate_event(ev: object) -> dict:
-    """Check one decoded event; returns it with `_us` (and `_ops` for ot). Raises BadEvent."""
-    from ot_replay.ops import parse_ops  # ot_replay builds on events; imported late to keep layering
+def parse_ops(raw: object, check_unicode: bool = True) -> list:
+    """Validate a contract op list and make it compact: n skip, -n delete, "s" insert.
 
-    if not isinstance(ev, dict):
+    check_unicode=False skips the lone-surrogate check for text a strict
+    decoder (orjson, Arrow) already produced.
+    """
+    if type(raw) is not list:
+        raise BadEvent("wrong_type", f"ops must be a list, got {_type_name(raw)}")
+    out: list = []
+    for i, op in enumerate(raw):
+        if type(op) is not dict or len(op) != 1:
+            raise BadEvent(
+                "unknown_op",
+                f"op #{i} must be an object with exactly one of skip/delete/insert, got {op!r:.80}",
+            )
+        for name, value in op.items():
+            if name == "insert":
+                if type(value) is not str:
+                    raise BadEvent("wrong_type", f"op #{i} insert must be a string, got {_type_name(value)}")
+                if check_unicode and _has_lone_surrogate(value):
+                    raise BadEvent("invalid_unicode", f"op #{i} insert holds a lone surrogate (not valid Unicode)")
+                if value:
+                    out.append(value)
+            elif name == "skip" or name == "delete":
+                if type(value) is not int or value < 0:
+                    raise BadEvent("wrong_type", f"op #{i} {name} must be a non-negative integer, got {value!r:.40}")
+                if value:
+                    out.append(value if name == "skip" else -value)
+            else:
+                raise BadEvent("unknown_op", f"op #{i} has unknown op {name!r:.40} (expected skip, delete or insert)")
+    return out
+
+
+def validate_event(ev: object, trusted_text: bool = False) -> dict:
+    """Check one decoded event; returns it with `_us` (and `_ops` for ot). Raises BadEvent.
+
+    trusted_text: every string came from a strict UTF-8 decoder, so lone
+    surrogates are impossible and need no check.
+    """
+    if type(ev) is not dict:
         raise BadEvent("wrong_type", f"an event must be a JSON object, got {_type_name(ev)}")
-    repl_id = ev.get("repl_id")
-    seq = ev.get("seq")
-    where = {"repl_id": repl_id if isinstance(repl_id, str) else None,
-             "seq": seq if type(seq) is int else None,
-             "path": ev.get("path") if isinstance(ev.get("path"), str) else None}
     try:
-        return _validate(ev, parse_ops)
+        return _validate(ev, trusted_text)
     except BadEvent as e:
-        raise e.located(**where) from None
+        repl_id, seq, path = ev.get("repl_id"), ev.get("seq"), ev.get("path")
+        raise e.located(repl_id=repl_id if isinstance(repl_id, str) else None,
+                        seq=seq if type(seq) is int else None,
+                        path=path if isinstance(path, str) else None) from None
 
 
-def _validate(ev: dict, parse_ops) -> dict:
-    for name in ("repl_id", "seq", "ts", "kind"):
-        if name not in ev or ev[name] is None:
+def _validate(ev: dict, trusted_text: bool) -> dict:
+    for name in COMMON_REQUIRED:
+        if ev.get(name) is None:
             raise BadEvent("missing_field", f"missing required field {name!r}")
-    if not isinstance(ev["repl_id"], str) or not ev["repl_id"]:
+    if type(ev["repl_id"]) is not str or not ev["repl_id"]:
         raise BadEvent("wrong_type", f"repl_id must be a non-empty string, got {_type_name(ev['repl_id'])}")
     seq = ev["seq"]
     if type(seq) is not int or seq < 0:
@@ -113,17 +170,18 @@ def _validate(ev: dict, parse_ops) -> dict:
     if spec is None:
         raise BadEvent("unknown_kind", f"unknown kind {kind!r:.40} (known: {', '.join(FIELDS)})")
     ev["_us"] = parse_ts(ev["ts"])
-    for name in COMMON_OPTIONAL:
-        value = ev.get(name)
-        expected = str if name == "session_id" else int
-        if value is not None and type(value) is not expected:
-            raise BadEvent("wrong_type", f"{name} must be {_TYPE_NAMES[expected]} or null, got {_type_name(value)}")
+    value = ev.get("session_id")
+    if value is not None and type(value) is not str:
+        raise BadEvent("wrong_type", f"session_id must be string or null, got {_type_name(value)}")
+    value = ev.get("user_id")
+    if value is not None and type(value) is not int:
+        raise BadEvent("wrong_type", f"user_id must be integer or null, got {_type_name(value)}")
     for name, (types, required) in spec.items():
-        if name not in ev or (ev[name] is None and type(None) not in types):
+        value = ev.get(name)
+        if value is None and type(None) not in types:  # absent, or null where null is not allowed
             if required:
                 raise BadEvent("missing_field", f"{kind} event is missing required field {name!r}")
             continue
-        value = ev[name]
         # exact type match: bool is an int in Python, the contract keeps them apart
         if type(value) not in types:
             raise BadEvent(
@@ -131,11 +189,11 @@ def _validate(ev: dict, parse_ops) -> dict:
                 f"{kind}.{name} must be {' or '.join(_TYPE_NAMES.get(t, t.__name__) for t in types)}, "
                 f"got {_type_name(value)}",
             )
-    _check_kind(kind, ev, parse_ops)
+    _check_kind(kind, ev, trusted_text)
     return ev
 
 
-def _check_kind(kind: str, ev: dict, parse_ops) -> None:
+def _check_kind(kind: str, ev: dict, trusted_text: bool) -> None:
     if "path" in ev and ev["path"] is not None and kind != "snapshot":
         ev["path"] = normalize_path(ev["path"])
     if kind == "ot":
@@ -145,7 +203,7 @@ def _check_kind(kind: str, ev: dict, parse_ops) -> None:
         crc = ev.get("crc32")
         if crc is not None and not 0 <= crc <= UINT32_MAX:
             raise BadEvent("wrong_type", f"ot.crc32 must be a uint32 or null, got {crc}")
-        ev["_ops"] = parse_ops(ev["ops"])
+        ev["_ops"] = parse_ops(ev["ops"], check_unicode=not trusted_text)
     elif kind == "file":
         if ev["op"] not in FILE_OPS:
             raise BadEvent("unknown_op", f"file.op must be one of {', '.join(FILE_OPS)}, got {ev['op']!r:.40}")

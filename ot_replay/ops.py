@@ -9,46 +9,12 @@ is kept (an implicit trailing skip).
 from __future__ import annotations
 
 from events.errors import BadEvent
+from events.validate import parse_ops  # the op list is part of the event contract
 
 Op = int | str
 Ops = list[Op]
 
-
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def parse_ops(raw: object) -> Ops:
-    """Validate a contract op list (`[{"skip": n}, {"insert": s}, ...]`) and make it compact."""
-    if not isinstance(raw, list):
-        raise BadEvent("wrong_type", f"ops must be a list, got {type(raw).__name__}")
-    out: Ops = []
-    for i, op in enumerate(raw):
-        if not isinstance(op, dict) or len(op) != 1:
-            raise BadEvent(
-                "unknown_op",
-                f"op #{i} must be an object with exactly one of skip/delete/insert, got {op!r:.80}",
-            )
-        (name, value), = op.items()
-        if name == "insert":
-            if not isinstance(value, str):
-                raise BadEvent("wrong_type", f"op #{i} insert must be a string, got {type(value).__name__}")
-            if _has_lone_surrogate(value):
-                raise BadEvent("invalid_unicode", f"op #{i} insert holds a lone surrogate (not valid Unicode text)")
-            if value:
-                out.append(value)
-        elif name == "skip" or name == "delete":
-            if type(value) is not int or value < 0:
-                raise BadEvent("wrong_type", f"op #{i} {name} must be a non-negative integer, got {value!r:.40}")
-            if value:
-                out.append(value if name == "skip" else -value)
-        else:
-            raise BadEvent("unknown_op", f"op #{i} has unknown op {name!r} (expected skip, delete or insert)")
-    return out
+__all__ = ["Op", "Ops", "apply", "compose", "normalize", "parse_ops", "to_contract", "transform"]
 
 
 def to_contract(ops: Ops) -> list[dict]:

@@ -7,7 +7,6 @@ content) and resumes each repl's file state from the warehouse.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ from events.validate import check_strings, validate_event
 from ot_replay.state import FileState, ReplFiles
 from ot_replay.buffer import TextBuffer
 
-from .projector import COLUMNS, STREAM_ERRORS, Projector, Rows, canonical, quarantine_event, quarantine_key
+from .projector import (
+    COLUMNS, STREAM_ERRORS, Projector, Rows, canonical, content_hash, quarantine_event, quarantine_key,
+)
 from .runs import finish_run, start_run
 from .store import Warehouse
 from .timetravel import TimeTravel
@@ -96,7 +97,7 @@ def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
             try:
                 check_strings(ev)
             except BadEvent as e:
-                yield Record(f"{origin}:{i}", None, e, repr(ev)[:10_000])
+                yield Record(f"{origin}:{i}", None, e, repr(ev)[:10_000].encode("utf-8", "replace"))
                 continue
             yield Record(f"{origin}:{i}", dict(ev), None, None)
     return ingest_records(wh, records(), {"origin": origin}, **kw)
@@ -139,22 +140,20 @@ def _ingest_chunk(wh: Warehouse, chunk: list[Record], report: IngestReport, ever
     report.records_in += len(chunk)
     by_repl: dict[str, list[tuple[dict, str, str, int]]] = defaultdict(list)
     for record in chunk:
+        raw = record.raw if record.raw is not None else _dumps(record.event)
         if record.error is not None:
-            _quarantine_unidentified(rows, record.error, record.origin, record.raw)
+            _quarantine_unidentified(rows, record.error, record.origin, raw)
             continue
         try:
-            ev = validate_event(record.event)
+            ev = validate_event(record.event, record.trusted)
         except BadEvent as e:
-            raw = _raw_text(record)
-            ident = (e.repl_id, e.seq)
-            if ident[0] is not None and ident[1] is not None:
-                key = quarantine_key(ident[0], ident[1], _hash(raw))
-                quarantine_event(rows, e, record.origin, raw, key)
+            if e.repl_id is not None and e.seq is not None:
+                quarantine_event(rows, e, record.origin, raw.decode("utf-8", "replace"),
+                                 quarantine_key(e.repl_id, e.seq, content_hash(raw)))
             else:
                 _quarantine_unidentified(rows, e, record.origin, raw)
             continue
-        text, h = canonical(ev)
-        by_repl[ev["repl_id"]].append((ev, record.origin, text, h))
+        by_repl[ev["repl_id"]].append((ev, record.origin, raw.decode("utf-8", "replace"), content_hash(raw)))
 
     con = wh.con
     con.execute("BEGIN TRANSACTION")
@@ -169,23 +168,16 @@ def _ingest_chunk(wh: Warehouse, chunk: list[Record], report: IngestReport, ever
         raise
 
 
-def _raw_text(record: Record) -> str:
-    if record.event is None:
-        return record.raw or ""
+def _dumps(event) -> bytes:
     try:
-        return orjson.dumps(record.event, default=str).decode()
+        return orjson.dumps(event)
     except TypeError:  # e.g. an integer too large for JSON's usual range
-        return repr(record.event)[:100_000]
+        return repr(event)[:100_000].encode("utf-8", "replace")
 
 
-def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest(), "little")
-
-
-def _quarantine_unidentified(rows: Rows, error: BadEvent, origin: str, raw: str | None) -> None:
+def _quarantine_unidentified(rows: Rows, error: BadEvent, origin: str, raw: bytes) -> None:
     # no repl/seq to key on: the content hash keeps a re-ingest of the same line idempotent
-    key = f"line/{_hash(raw or '') :016x}"
-    quarantine_event(rows, error, origin, raw or "", key)
+    quarantine_event(rows, error, origin, raw.decode("utf-8", "replace"), f"line/{content_hash(raw):016x}")
 
 
 def _known(con, by_repl: dict) -> dict:
@@ -226,7 +218,9 @@ def _ingest_repl(con, repl_id: str, items: list, known: dict, rows: Rows, report
         ev, origin, text, h = item
         seq = ev["seq"]
         qkey = quarantine_key(repl_id, seq, h)
-        if stored.get((repl_id, seq)) == h or (seq in fresh and fresh[seq][3] == h):
+        if stored.get((repl_id, seq)) == h or (seq in fresh and fresh[seq][3] == h) or (
+            _same_content(con, repl_id, seq, ev, fresh.get(seq), (repl_id, seq) in stored)
+        ):
             report.duplicates += 1
         elif qkey in quarantined:
             report.already_quarantined += 1
@@ -254,6 +248,19 @@ def _ingest_repl(con, repl_id: str, items: list, known: dict, rows: Rows, report
         projector.feed(ev, origin, text, h)
     if head is None:
         rows.add("repls", repl_id, None, None, None, None, None, None)
+
+
+def _same_content(con, repl_id: str, seq: int, ev: dict, earlier: tuple | None, is_stored: bool) -> bool:
+    """Different bytes can still be the same event (key order, spacing, ts spelling): compare canonically."""
+    if earlier is not None:
+        return canonical(earlier[0]) == canonical(ev)
+    if not is_stored:
+        return False
+    (text,) = con.execute("SELECT event FROM events WHERE repl_id = ? AND seq = ?", [repl_id, seq]).fetchone()
+    try:
+        return canonical(validate_event(orjson.loads(text))) == canonical(ev)
+    except (BadEvent, orjson.JSONDecodeError):
+        return False
 
 
 def _resume_files(con, repl_id: str) -> ReplFiles:
@@ -301,9 +308,8 @@ def _rebuild_inputs(con, repl_id: str, new: list) -> list:
     )
     items = {it[0]["seq"]: it for it in new}
     for text, origin in [(t, None) for t, _ in stored] + requeue:
-        ev = validate_event(orjson.loads(text))
-        canon, h = canonical(ev)
-        items.setdefault(ev["seq"], (ev, origin, canon, h))
+        ev = validate_event(orjson.loads(text), trusted_text=True)
+        items.setdefault(ev["seq"], (ev, origin, text, content_hash(text.encode())))
     return [items[s] for s in sorted(items)]
 
 
@@ -312,7 +318,7 @@ def _write(con, rows: Rows, report: IngestReport) -> None:
         n = rows.count(table)
         if not n:
             continue
-        data = rows.tables[table]
+        data = rows.columns(table)
         arrays = {c: pa.array(data[c], _TYPES.get(c)) if c in _TYPES else pa.array(data[c]) for c in columns}
         tbl = pa.table(arrays)
         con.register("batch", tbl)

@@ -41,26 +41,34 @@ COLUMNS = {
 
 @dataclass
 class Rows:
-    """Column lists per table, ready for Arrow."""
+    """Row tuples per table (columns as in COLUMNS), turned into Arrow at write time."""
 
-    tables: dict[str, dict[str, list]] = field(
-        default_factory=lambda: {t: {c: [] for c in cols} for t, cols in COLUMNS.items()}
-    )
+    tables: dict[str, list[tuple]] = field(default_factory=lambda: {t: [] for t in COLUMNS})
 
     def add(self, table: str, *values) -> None:
-        for column, value in zip(self.tables[table].values(), values):
-            column.append(value)
+        self.tables[table].append(values)
 
     def count(self, table: str) -> int:
-        return len(next(iter(self.tables[table].values())))
+        return len(self.tables[table])
+
+    def columns(self, table: str) -> dict[str, list]:
+        rows = self.tables[table]
+        return {c: list(v) for c, v in zip(COLUMNS[table], zip(*rows))} if rows else {c: [] for c in COLUMNS[table]}
 
 
-def canonical(ev: dict) -> tuple[str, int]:
-    """Canonical JSON of an event (private `_` fields dropped) and its 64-bit hash."""
+def content_hash(data: bytes) -> int:
+    """64-bit hash of a record's bytes."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def canonical(ev: dict) -> bytes:
+    """Canonical JSON of a validated event: sorted keys, normalized ts, private `_` fields dropped.
+
+    Two records with different bytes but this same form are the same event.
+    """
     public = {k: v for k, v in ev.items() if k[0] != "_"}
     public["ts"] = format_us(ev["_us"])  # one spelling per instant, whatever the source wrote
-    data = orjson.dumps(public, option=orjson.OPT_SORT_KEYS)
-    return data.decode(), int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    return orjson.dumps(public, option=orjson.OPT_SORT_KEYS)
 
 
 def quarantine_key(repl_id: str, seq: int, event_hash: int) -> str:

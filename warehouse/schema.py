@@ -29,7 +29,7 @@ TABLES = {
             session_id VARCHAR,
             user_id BIGINT,
             path VARCHAR,
-            event JSON NOT NULL,   -- the whole event as ingested (canonical JSON)
+            event VARCHAR NOT NULL,  -- the event as received (its JSON line); JSON functions apply
             event_hash UBIGINT NOT NULL,
             PRIMARY KEY (repl_id, seq)
         )""",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
-BASE = dt.datetime(2024, 3, 1, 9, 0, 0, tzinfo=dt.timezone.utc)
+BASE = dt.datetime(2024, 3, 1, 9, 0, 0, tzinfo=dt.UTC)
 _BASE_SECONDS = 9 * 3600
 _DAY_US = 86_400_000_000
 

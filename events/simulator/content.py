@@ -9,8 +9,23 @@ from dataclasses import dataclass
 
 from .corpus import Corpus
 
-HELPER_NAMES = ("utils", "helpers", "models", "game", "config", "database", "shapes", "player",
-                "inventory", "storage", "tools", "logic", "calc", "api_client", "parsing")
+HELPER_NAMES = (
+    "utils",
+    "helpers",
+    "models",
+    "game",
+    "config",
+    "database",
+    "shapes",
+    "player",
+    "inventory",
+    "storage",
+    "tools",
+    "logic",
+    "calc",
+    "api_client",
+    "parsing",
+)
 UNICODE_COMMENTS = (
     "# TODO: vérifier les entrées de l'utilisateur",
     "# 计算结果并打印",
@@ -28,8 +43,22 @@ UNICODE_LINES = (
     'print("Démarrage… 🚀")',
     'EMOJI = "🐍🔥"',
 )
-_PACKAGES = ("requests", "flask", "numpy", "pandas", "matplotlib", "rich", "pygame", "discord.py",
-             "beautifulsoup4", "python-dotenv", "replit", "openai", "colorama", "termcolor")
+_PACKAGES = (
+    "requests",
+    "flask",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "rich",
+    "pygame",
+    "discord.py",
+    "beautifulsoup4",
+    "python-dotenv",
+    "replit",
+    "openai",
+    "colorama",
+    "termcolor",
+)
 
 
 @dataclass
@@ -64,7 +93,9 @@ def decorate(text: str, rng: random.Random) -> str:
     """`text` with a few non-ASCII comments or constants added before top-level statements."""
     lines = text.split("\n")
     places = _top_level_starts(text)
-    for line in sorted(rng.sample(places, min(len(places), rng.choice((0, 1, 1, 2)))), reverse=True):
+    for line in sorted(
+        rng.sample(places, min(len(places), rng.choice((0, 1, 1, 2)))), reverse=True
+    ):
         pool = UNICODE_COMMENTS if rng.random() < 0.7 else UNICODE_LINES
         lines.insert(line - 1, rng.choice(pool))
     return "\n".join(lines)
@@ -83,8 +114,11 @@ def glue(main_text: str, helpers: list[FileSpec], rng: random.Random) -> str:
             uses.append(f'print("→ {name}:", {name}.__name__)')
         else:
             imports.append(f"import {module}")
-            uses.append(f"print({module}.{rng.choice(names)}.__name__)" if names else
-                        f"print({module}.__name__)")
+            uses.append(
+                f"print({module}.{rng.choice(names)}.__name__)"
+                if names
+                else f"print({module}.__name__)"
+            )
     at = _after_header(main_text)
     lines[at:at] = imports
     tail = ["", "", rng.choice(UNICODE_COMMENTS), *uses, ""]
@@ -96,7 +130,9 @@ def _after_header(text: str) -> int:
     tree = ast.parse(text)
     at = 0
     for index, node in enumerate(tree.body):
-        docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        docstring = (
+            index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        )
         if docstring or isinstance(node, (ast.Import, ast.ImportFrom)):
             at = node.end_lineno
         else:
@@ -121,17 +157,21 @@ def _top_level_starts(text: str) -> list[int]:
 
 def _public_functions(text: str) -> list[str]:
     tree = ast.parse(text)
-    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    return [
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")
+    ]
 
 
 def readme(title: str, rng: random.Random) -> str:
     """A short README.md for the repl."""
-    blurb = rng.choice((
-        "A small project to learn Python.",
-        "Un petit projet pour apprendre Python 🐍",
-        "用 Python 写的小工具。",
-        "My homework for week 3 — don't copy! 😅",
-    ))
+    blurb = rng.choice(
+        (
+            "A small project to learn Python.",
+            "Un petit projet pour apprendre Python 🐍",
+            "用 Python 写的小工具。",
+            "My homework for week 3 — don't copy! 😅",
+        )
+    )
     return f"# {title}\n\n{blurb}\n\n## Usage\n\n```\npython main.py\n```\n"
 
 
@@ -140,8 +180,11 @@ def requirements(rng: random.Random) -> str:
     lines = []
     for package in rng.sample(_PACKAGES, rng.randint(1, 4)):
         pin = rng.random() < 0.5
-        lines.append(f"{package}=={rng.randint(0, 3)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}" if pin
-                     else package)
+        lines.append(
+            f"{package}=={rng.randint(0, 3)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}"
+            if pin
+            else package
+        )
     return "\n".join(lines) + "\n"
 
 

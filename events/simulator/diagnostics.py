@@ -12,8 +12,17 @@ from dataclasses import dataclass, field
 
 from .recorder import Recorder
 
-RUFF_ARGS = ("check", "--isolated", "--no-cache", "--exit-zero", "--no-respect-gitignore",
-             "--output-format", "json", "--select", "E,F,W")
+RUFF_ARGS = (
+    "check",
+    "--isolated",
+    "--no-cache",
+    "--exit-zero",
+    "--no-respect-gitignore",
+    "--output-format",
+    "json",
+    "--select",
+    "E,F,W",
+)
 _ERRORS = {"E999", "F821", "F822", "F823", "F631", "F632", "F633"}
 _HINTS = {"F401", "F841"}  # unused code: shown faded, like pyright's hints
 
@@ -40,7 +49,9 @@ def find_ruff() -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("ruff")
         if found is None:
-            raise RuntimeError("ruff is not installed; install the project with `uv sync`") from None
+            raise RuntimeError(
+                "ruff is not installed; install the project with `uv sync`"
+            ) from None
         return found
 
 
@@ -55,9 +66,13 @@ def lint(states: list[tuple[str, str]]) -> list[list[dict]]:
             folder = root / f"s{index:06d}"
             folder.mkdir()
             (folder / pathlib.PurePosixPath(path).name).write_bytes(content.encode())
-        proc = subprocess.run([find_ruff(), *RUFF_ARGS, str(root)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [find_ruff(), *RUFF_ARGS, str(root)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"ruff failed with exit code {proc.returncode}: {proc.stderr.strip()}")
+            raise RuntimeError(
+                f"ruff failed with exit code {proc.returncode}: {proc.stderr.strip()}"
+            )
         for row in json.loads(proc.stdout or "[]"):
             relative = pathlib.Path(os.path.realpath(row["filename"])).relative_to(root)
             results[int(relative.parts[0][1:])].append(row)
@@ -106,7 +121,9 @@ class DiagnosticLog:
         self.checks: list[Check] = []
         self.max_per_check = max_per_check
 
-    def request(self, rec: Recorder, path: str, content: str, later: int = 0, delay_us: int = 0) -> None:
+    def request(
+        self, rec: Recorder, path: str, content: str, later: int = 0, delay_us: int = 0
+    ) -> None:
         """Lints `content` of `path` as it is now; the result is logged `later` events from now."""
         now = len(rec.events)
         self.checks.append(Check(rec, path, content, now, now + later, delay_us))

@@ -21,15 +21,26 @@ class FileEditor:
         self.buf = LineBuffer()
         self.version = 0
         self.packets = 0
-        self._undo: tuple[int, str, str] | None = None  # (offset, deleted, inserted) of the last packet
-        self._redo: tuple[int, str, str] | None = None
+        # (offset, deleted, inserted) of the last packet, to undo it
+        self._undo: tuple[int, str, str] | None = None
+        self._undo_whole = False
 
     @property
     def is_python(self) -> bool:
         return self.path.endswith(".py")
 
-    def packet(self, insert: str = "", back: int = 0, forward: int = 0, author: str = "USER") -> None:
-        """Deletes `back` code points before and `forward` after the cursor, then inserts `insert`."""
+    def packet(
+        self,
+        insert: str = "",
+        back: int = 0,
+        forward: int = 0,
+        author: str = "USER",
+        whole: bool = False,
+    ) -> None:
+        """Deletes `back` code points before and `forward` after the cursor, then inserts `insert`.
+
+        `whole` marks an edit a user would undo as one (a paste, a completion), not a keystroke.
+        """
         assert insert or back or forward, "an OT packet must change the file"
         buf = self.buf
         deleted = buf.backspace(back) if back else ""
@@ -50,7 +61,7 @@ class FileEditor:
         self.version += 1
         self.packets += 1
         self._undo = (pos, deleted, insert)
-        self._redo = None
+        self._undo_whole = whole
         self.rec.emit(
             "ot",
             path=self.path,
@@ -81,25 +92,21 @@ class FileEditor:
         self.buf.goto(line, offset)
 
     def can_undo(self) -> bool:
-        """True when the last packet can be undone without changing the number of lines."""
-        last = self._undo
-        return last is not None and "\n" not in last[1] + last[2]
+        """True when the last packet was a whole edit (a paste, a completion, a fix), not a keystroke."""
+        return self._undo is not None and self._undo_whole
 
-    def undo(self) -> None:
-        """Logs an undo and the packet that reverts the last packet."""
+    def undo(self, redo_chance: float) -> None:
+        """Logs an undo and the packet reverting the last one; a redo follows at `redo_chance`.
+
+        An undone edit that spans lines is always redone, so the file keeps its shape.
+        """
         pos, deleted, inserted = self._undo
         self.editor("undo", {"version": self.version})
+        self.rec.clock.wait_ms(self.rng.uniform(80, 400))
         self._offset_to_cursor(pos)
         self.packet(insert=deleted, forward=len(inserted))
-        self._undo, self._redo = None, (pos, deleted, inserted)
-
-    def can_redo(self) -> bool:
-        """True right after an undo."""
-        return self._redo is not None
-
-    def redo(self) -> None:
-        """Logs a redo and the packet that applies the undone packet again."""
-        pos, deleted, inserted = self._redo
-        self.editor("redo", {"version": self.version})
-        self._offset_to_cursor(pos)
-        self.packet(insert=inserted, forward=len(deleted))
+        if "\n" in deleted + inserted or self.rng.random() < redo_chance:
+            self.rec.clock.wait_ms(self.rng.uniform(300, 2500))
+            self.editor("redo", {"version": self.version})
+            self._offset_to_cursor(pos)
+            self.packet(insert=inserted, forward=len(deleted), whole=True)

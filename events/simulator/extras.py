@@ -9,10 +9,34 @@ from .content import package_names
 
 _ADJECTIVES = ("happy", "silent", "quick", "brave", "cosmic", "tiny", "lazy", "neon", "wild")
 _NOUNS = ("coder", "panda", "otter", "pixel", "falcon", "turtle", "byte", "comet", "maple")
-_TITLES = ("SnakeGame", "FlaskAPI", "Homework3", "discord-bot", "CalculatorApp", "WeatherCLI",
-           "TodoList", "QuizMaster", "DataCleaner", "Portfolio", "TextAdventure", "BankSystem")
-SHELL_COMMANDS = ("ls", "ls -la", "pip list", "git status", "git log --oneline", "python --version",
-                  "clear", "pwd", "cat main.py", "git diff", "python3 -m pip --version", "tree")
+_TITLES = (
+    "SnakeGame",
+    "FlaskAPI",
+    "Homework3",
+    "discord-bot",
+    "CalculatorApp",
+    "WeatherCLI",
+    "TodoList",
+    "QuizMaster",
+    "DataCleaner",
+    "Portfolio",
+    "TextAdventure",
+    "BankSystem",
+)
+SHELL_COMMANDS = (
+    "ls",
+    "ls -la",
+    "pip list",
+    "git status",
+    "git log --oneline",
+    "python --version",
+    "clear",
+    "pwd",
+    "cat main.py",
+    "git diff",
+    "python3 -m pip --version",
+    "tree",
+)
 _MANAGERS = ("pip", "pip", "poetry", "upm")
 
 

@@ -17,6 +17,15 @@ from .work import FileWork, Pending
 
 MAX_FILE_CHARS = 80_000
 CHECKS = 60  # lint the file this many times over the session, whatever its length
+FINAL_STRETCH = 300  # packets at the end spent on harmless notes
+_NOTES = (
+    "TODO: clean this up later",
+    "FIXME: handle the empty case",
+    "note: 速度 is fine now",
+    "remember to push 🚀",
+    "ideas: cache results, add tests",
+    "ça marche, enfin",
+)
 PACE = 1.05  # deliver new code while the file is less grown than the session is old, times this
 
 
@@ -65,12 +74,26 @@ def _play(work: FileWork, typist: Typist, rng: random.Random, edits: int) -> Non
     pending: list[Pending] = []
     debug: list[churn.DebugLine] = []
     while ed.packets < edits:
+        if edits - ed.packets <= min(FINAL_STRETCH, edits // 20):
+            # the session may end mid-keystroke: end it in notes at the bottom, which cannot break
+            ed.goto(ed.buf.line_count - 1, 0, log=True)
+            while ed.packets < edits:
+                typist.type(ed, "# " + rng.choice(_NOTES) + "\n")
+            return
+        urgent = [p for p in pending if p.mistake.breaks_syntax]
+        if urgent and rng.random() < 0.3:
+            pending.remove(urgent[0])
+            if rng.random() < 0.95:
+                work.fix(urgent[0], typist)
+            continue
         if waiting and grown < total * min(1.0, PACE * ed.packets / edits) + 1:
             block = waiting.pop(1 if len(waiting) > 1 and rng.random() < 0.08 else 0)
             lines = len(plan.blocks[block])
             how = rng.random()
             typed = lines if how < 0.85 else (0 if how < 0.97 else rng.randint(0, lines))
             rest = "ghost" if rng.random() < 0.7 else "paste"
+            if typed == lines and rng.random() < 0.25:
+                typed = rng.randint(0, lines - 1)  # a completion writes the end of the block
             pending += work.deliver(block, typist, typed, rest, mistake_rate=0.08)
             grown += len(plan.block_text(block))
             continue
@@ -89,10 +112,8 @@ def _play(work: FileWork, typist: Typist, rng: random.Random, edits: int) -> Non
             mistake = pending.pop(rng.randrange(len(pending)))
             if rng.random() < 0.85:
                 work.fix(mistake, typist)
-        elif ed.can_undo():
-            ed.undo()
-            if rng.random() < 0.5 and ed.packets < edits:
-                ed.redo()
+        elif ed.can_undo() and edits - ed.packets > 2:
+            ed.undo(redo_chance=0.6)
         if rng.random() < 0.002:
             typist.clock.wait_s(rng.uniform(1800, 20 * 3600))  # gone for the night
 

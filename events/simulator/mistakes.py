@@ -23,6 +23,7 @@ _ATTRIBUTE_CONFUSIONS = {
     "extend": "extends",
     "format": "fromat",
 }
+SYNTAX_KINDS = frozenset({"missing_colon", "unclosed_bracket", "bad_indent"})
 _COMPOUND = (ast.If, ast.For, ast.While, ast.FunctionDef, ast.ClassDef, ast.With, ast.Try)
 
 
@@ -36,6 +37,11 @@ class Mistake:
     right: str
     error: str  # the last line Python prints when the file runs
 
+    @property
+    def breaks_syntax(self) -> bool:
+        """True when the file no longer parses: the editor shows it at once, users fix it soon."""
+        return self.kind in SYNTAX_KINDS
+
 
 def plan_mistakes(text: str, rng: random.Random) -> dict[int, list[Mistake]]:
     """Mistakes a beginner could make on each line of `text`, keyed by 1-based line."""
@@ -44,17 +50,20 @@ def plan_mistakes(text: str, rng: random.Random) -> dict[int, list[Mistake]]:
     except SyntaxError:
         return {}
     lines = text.split("\n")
-    known = _known_names(tree)
-    modules = _imported_modules(tree)
+    nodes = list(ast.walk(tree))
+    known = _known_names(nodes)
+    modules = _imported_modules(nodes)
     found: dict[int, dict[str, Mistake]] = {}
 
     def add(kind: str, lineno: int, wrong: str | None, error: str) -> None:
         right = lines[lineno - 1]
         if wrong != right:
-            found.setdefault(lineno, {}).setdefault(kind, Mistake(kind, lineno, wrong, right, error))
+            found.setdefault(lineno, {}).setdefault(
+                kind, Mistake(kind, lineno, wrong, right, error)
+            )
 
-    used_names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    for node in ast.walk(tree):
+    used_names = {n.id for n in nodes if isinstance(n, ast.Name)}
+    for node in nodes:
         if isinstance(node, (ast.Import, ast.ImportFrom)) and node.col_offset == 0:
             _missing_import(node, used_names, add)
         if not isinstance(node, ast.stmt):
@@ -67,12 +76,17 @@ def plan_mistakes(text: str, rng: random.Random) -> dict[int, list[Mistake]]:
         if node.lineno != node.end_lineno:
             continue
         _on_simple_line(node, line, known, modules, rng, add)
-    for body in _bodies(tree):
+    for body in _bodies(nodes):
         for stmt in body[1:]:
             line = lines[stmt.lineno - 1]
             if stmt.col_offset >= 4 and stmt.lineno == stmt.end_lineno and "#" not in line:
                 if rng.random() < 0.5:
-                    add("bad_indent", stmt.lineno, "  " + line, "IndentationError: unexpected indent")
+                    add(
+                        "bad_indent",
+                        stmt.lineno,
+                        "  " + line,
+                        "IndentationError: unexpected indent",
+                    )
                 else:
                     add(
                         "bad_indent",
@@ -87,7 +101,12 @@ def _on_simple_line(node, line, known, modules, rng, add) -> None:
     stripped = line.rstrip()
     if stripped[-1:] in ")]}" and "#" not in line:
         opener = {")": "(", "]": "[", "}": "{"}[stripped[-1]]
-        add("unclosed_bracket", node.lineno, stripped[:-1], f"SyntaxError: '{opener}' was never closed")
+        add(
+            "unclosed_bracket",
+            node.lineno,
+            stripped[:-1],
+            f"SyntaxError: '{opener}' was never closed",
+        )
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and len(sub.id) >= 3:
             start, end = _chars(line, sub.col_offset), _chars(line, sub.end_col_offset)
@@ -140,15 +159,15 @@ def misspell(name: str, rng: random.Random, known: set[str]) -> str | None:
             wrong = name[:i] + name[i] + name[i:]  # doubled letter
         else:
             wrong = name[0].swapcase() + name[1:]
-        if wrong != name and wrong.isidentifier() and not keyword.iskeyword(wrong):
-            if wrong not in known and not hasattr(builtins, wrong):
-                return wrong
+        usable = wrong != name and wrong.isidentifier() and not keyword.iskeyword(wrong)
+        if usable and wrong not in known and not hasattr(builtins, wrong):
+            return wrong
     return None
 
 
-def _known_names(tree: ast.AST) -> set[str]:
+def _known_names(nodes: list[ast.AST]) -> set[str]:
     names = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Name):
             names.add(node.id)
         elif isinstance(node, ast.arg):
@@ -162,10 +181,10 @@ def _known_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def _imported_modules(tree: ast.AST) -> set[str]:
+def _imported_modules(nodes: list[ast.AST]) -> set[str]:
     return {
         (alias.asname or alias.name).split(".")[0]
-        for node in ast.walk(tree)
+        for node in nodes
         if isinstance(node, ast.Import)
         for alias in node.names
     }
@@ -180,8 +199,8 @@ def _owner(value: ast.expr, modules: set[str]) -> str:
     return f"'{kinds.get(type(value), 'NoneType')}' object"
 
 
-def _bodies(tree: ast.AST):
-    for node in ast.walk(tree):
+def _bodies(nodes: list[ast.AST]):
+    for node in nodes:
         for field in ("body", "orelse", "finalbody"):
             body = getattr(node, field, None)
             if isinstance(body, list) and body and isinstance(body[0], ast.stmt):

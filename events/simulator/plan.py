@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 
 MIN_BLOCK_CHARS = 160  # tiny statements (imports, constants) are typed as one block
 SPLIT_CLASS_LINES = 40  # a longer class is typed method by method
@@ -31,8 +32,11 @@ def statement_ends(text: str) -> dict[int, tuple[int, str | None]]:
     return ends
 
 
-def split_blocks(text: str) -> list[list[str]]:
-    """`text` (ending in a newline) cut into blocks of whole lines at statement starts."""
+def split_blocks(text: str, min_chars: int = MIN_BLOCK_CHARS) -> list[list[str]]:
+    """`text` (ending in a newline) cut into blocks of whole lines at statement starts.
+
+    Blocks shorter than `min_chars` are merged with the next one.
+    """
     lines = text.split("\n")[:-1]
     starts = {1}
     try:
@@ -52,10 +56,10 @@ def split_blocks(text: str) -> list[list[str]]:
         if not cuts or start > cuts[-1]:
             cuts.append(start)
     cuts.append(len(lines) + 1)
-    blocks = [lines[a - 1 : b - 1] for a, b in zip(cuts, cuts[1:]) if b > a]
+    blocks = [lines[a - 1 : b - 1] for a, b in itertools.pairwise(cuts) if b > a]
     merged: list[list[str]] = []
     for block in blocks:
-        if merged and sum(len(line) + 1 for line in merged[-1]) < MIN_BLOCK_CHARS:
+        if merged and sum(len(line) + 1 for line in merged[-1]) < min_chars:
             merged[-1] = merged[-1] + block
         else:
             merged.append(block)
@@ -70,9 +74,9 @@ def _first_line(node: ast.stmt) -> int:
 class FilePlan:
     """The intended text of a file as blocks, with how many lines of each are in the file now."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, min_block_chars: int = MIN_BLOCK_CHARS) -> None:
         self.text = text
-        self.blocks = split_blocks(text)
+        self.blocks = split_blocks(text, min_block_chars)
         self.ends = statement_ends(text)
         self.first_line: list[int] = []  # 1-based line of each block in the intended text
         line = 1
@@ -90,18 +94,6 @@ class FilePlan:
         """0-based line where block `index` starts (or would be inserted) in the file now."""
         return sum(self.present[:index])
 
-    def block_of_line(self, line: int) -> int:
-        """The block holding 0-based file line `line`."""
-        for index, count in enumerate(self.present):
-            if line < count:
-                return index
-            line -= count
-        return len(self.present) - 1
-
     def pending(self) -> list[int]:
         """Blocks not typed yet, in order."""
         return [i for i, done in enumerate(self.delivered) if not done]
-
-    def delivered_chars(self) -> int:
-        """Characters of the intended text delivered so far."""
-        return sum(len(self.block_text(i)) for i, done in enumerate(self.delivered) if done)

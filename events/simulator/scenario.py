@@ -11,20 +11,27 @@ from .content import FileSpec, repl_files
 from .corpus import Corpus
 from .diagnostics import DiagnosticLog
 from .editor import FileEditor
-from .plan import split_blocks
+from .plan import MIN_BLOCK_CHARS, split_blocks
 from .recorder import Recorder
 from .typist import Typist
 from .work import FileWork, Pending
 
 DAY_US = 86_400_000_000
+MIN_EVENTS = 130  # even a tiny repl gets this many events before its wrap-up
 _RUNTIME_ERRORS = {"NameError", "AttributeError", "TypeError"}
 _SCRATCH = (
     ("scratch.py", 'nums = [3, 1, 2]\nprint(sorted(nums))\nprint("ça marche ✔")\n'),
     ("test.py", "def add(a, b):\n    return a + b\n\n\nprint(add(2, 3))\n"),
     ("notes.txt", "ideas:\n- save high scores\n- 中文 support\n"),
 )
-_RENAMES = {"utils.py": "tools/utils.py", "helpers.py": "helper.py", "models.py": "model.py",
-            "README.md": "docs/README.md", "data.json": "data/players.json"}
+_KEEP = {"main.py", "requirements.txt"}  # names tools look for: never renamed
+_RENAMES = {
+    "utils.py": "tools/utils.py",
+    "helpers.py": "helper.py",
+    "models.py": "model.py",
+    "README.md": "docs/README.md",
+    "data.json": "data/players.json",
+}
 
 
 class ReplScenario:
@@ -42,27 +49,33 @@ class ReplScenario:
         self.specs = repl_files(rng, corpus, self.title)
         self.typist = Typist(rng, self.clock, on_pause=self._on_pause)
         self.works: dict[str, FileWork] = {}  # live files by path
+        self.written: dict[int, FileWork] = {}  # by id() of their FileSpec, whatever their path now
         self.pending: list[Pending] = []
         self.debug_lines: list[churn.DebugLine] = []
-        self.keystrokes = rng.randint(60, 220)  # characters this user will type by hand
+        self.keystrokes = rng.randint(40, 160)  # characters this user will type by hand
         self.checks_left = rng.randint(14, 30)
 
     def play(self) -> list[dict]:
         """Simulates the whole repl and returns its events, numbered."""
         rng, rec = self.rng, self.rec
-        rec.emit("repl", language="python3", is_private=rng.random() < 0.15,
-                 owner=extras.owner_name(rng), title=self.title)
+        rec.emit(
+            "repl",
+            language="python3",
+            is_private=rng.random() < 0.15,
+            owner=extras.owner_name(rng),
+            title=self.title,
+        )
         if rng.random() < 0.5:
             self._shell()
         steps = self._steps()
         extras_at = {k: rng.randrange(len(steps)) for k in ("rename", "scratch", "install")}
         for number, (spec, block) in enumerate(steps):
-            work = self.works.get(spec.path) or self._create(spec)
+            work = self.written.get(id(spec)) or self._create(spec)
             self._deliver(work, block)
             self._interject(work)
             if number == extras_at["rename"] and rng.random() < 0.45:
                 self._rename()
-            if number == extras_at["scratch"] and rng.random() < 0.4:
+            if number == extras_at["scratch"] and rng.random() < 0.5:
                 self._scratch()
             if number == extras_at["install"] and rng.random() < 0.5:
                 self._install()
@@ -87,8 +100,9 @@ class ReplScenario:
         self.typist.short_pause()
         if spec.role == "main" or self.rng.random() < 0.85:
             self.rec.emit("file", op="create", path=spec.path)  # else the first packet creates it
-        work = FileWork(ed, spec.text, self.rng)
+        work = FileWork(ed, spec.text, self.rng, _block_chars(spec))
         self.works[spec.path] = work
+        self.written[id(spec)] = work
         return work
 
     def _deliver(self, work: FileWork, block: int) -> None:
@@ -117,7 +131,11 @@ class ReplScenario:
 
     def _interject(self, work: FileWork) -> None:
         rng = self.rng
-        if self.pending and rng.random() < 0.3:
+        urgent = [p for p in self.pending if p.mistake.breaks_syntax]
+        if urgent and rng.random() < 0.5:
+            self.pending.remove(urgent[0])
+            self._fix(urgent[0])
+        elif self.pending and rng.random() < 0.25:
             self._fix(self.pending.pop(0 if rng.random() < 0.7 else -1))
         if work.ed.is_python and rng.random() < 0.06:
             self.debug_lines.append(churn.add_debug_print(work, self.typist))
@@ -128,12 +146,9 @@ class ReplScenario:
             churn.rewrite_lines(work, self.typist, most=2)
         elif rng.random() < 0.06:
             churn.retype_word(work, self.typist)
-        if work.ed.can_undo() and rng.random() < 0.05:
+        if work.ed.can_undo() and rng.random() < 0.08:
             self.clock.wait_ms(rng.uniform(300, 2000))
-            work.ed.undo()
-            if rng.random() < 0.5:
-                self.clock.wait_ms(rng.uniform(300, 2000))
-                work.ed.redo()
+            work.ed.undo(redo_chance=0.6)
         if rng.random() < 0.15:
             self._run()
         if rng.random() < 0.07:
@@ -144,9 +159,9 @@ class ReplScenario:
     def _fix(self, pending: Pending) -> None:
         if self.rng.random() < 0.2:
             return  # the user never gets to this one
-        if pending.work.ed.path in self.works and pending.work.fix(pending, self.typist):
-            if pending.work.ed.is_python and self.rng.random() < 0.7:
-                self._check(pending.work)
+        fixed = pending.work.ed.path in self.works and pending.work.fix(pending, self.typist)
+        if fixed and pending.work.ed.is_python and self.rng.random() < 0.7:
+            self._check(pending.work)
 
     def _on_pause(self, ed: FileEditor) -> None:
         if ed.is_python and ed.path in self.works and self.rng.random() < 0.25:
@@ -158,8 +173,9 @@ class ReplScenario:
         self.checks_left -= 1
         rng = self.rng
         later = rng.randint(1, 5) if rng.random() < 0.1 else 0  # now and then the result is late
-        self.diagnostics.request(self.rec, work.ed.path, work.ed.buf.text(), later,
-                                 rng.randrange(40_000, 900_000))
+        self.diagnostics.request(
+            self.rec, work.ed.path, work.ed.buf.text(), later, rng.randrange(40_000, 900_000)
+        )
 
     def _run(self) -> None:
         main = self.works.get("main.py")
@@ -190,24 +206,37 @@ class ReplScenario:
 
     def _break(self) -> None:
         rng = self.rng
-        self.clock.wait_s(rng.uniform(40 * 60, 3 * 86_400) if rng.random() < 0.6 else rng.uniform(60, 600))
+        self.clock.wait_s(
+            rng.uniform(40 * 60, 3 * 86_400) if rng.random() < 0.6 else rng.uniform(60, 600)
+        )
 
     def _rename(self) -> None:
-        movable = [p for p in self.works if p in _RENAMES and _RENAMES[p] not in self.works]
+        movable = [p for p in self.works if p not in _KEEP and _new_name(p) not in self.works]
         if not movable:
             return
         path = self.rng.choice(movable)
+        dest = _new_name(path)
         work = self.works.pop(path)
         self.typist.short_pause()
-        self.rec.emit("file", op="move", path=path, dest=_RENAMES[path])
-        work.ed.path = _RENAMES[path]
-        self.works[work.ed.path] = work
+        self.rec.emit("file", op="move", path=path, dest=dest)
+        work.ed.path = dest
+        self.works[dest] = work
+        churn.retype_word(work, self.typist)  # and goes on editing it
+        main = self.works.get("main.py")
+        if main is not None and path.endswith(".py") and "/" not in dest:
+            # then repairs the imports of the old module name, line by line
+            old, new = path[:-3], dest[:-3]
+            pattern = re.compile(rf"\b{re.escape(old)}\b")
+            for line in range(main.ed.buf.line_count):
+                found = pattern.search(main.ed.buf.line(line))
+                if found and self.rng.random() < 0.9:
+                    self.typist.replace_span(main.ed, line, found.start(), old, new)
 
     def _scratch(self) -> None:
         path, text = self.rng.choice(_SCRATCH)
         if path in self.works:
             return
-        for attempt in range(2 if self.rng.random() < 0.35 else 1):
+        for attempt in range(2 if self.rng.random() < 0.5 else 1):
             work = self._create(FileSpec(path, text, "data"))
             self.typist.type(work.ed, text)
             if work.ed.is_python:
@@ -223,8 +252,21 @@ class ReplScenario:
         self.clock.wait_s(self.rng.uniform(1, 4))
         self.rec.emit("run", command=f"python {path}", exit_code=0, output_tail="")
 
+    def _tinker(self) -> None:
+        # a small repl still gets worked on: the user keeps changing main.py for a while
+        main = self.works.get("main.py")
+        for _ in range(200):
+            if main is None or len(self.rec.events) >= MIN_EVENTS:
+                return
+            broken = main.break_line(self.typist)
+            if broken is not None:
+                self.pending.append(broken)
+            churn.retype_word(main, self.typist)
+            self._interject(main)
+
     def _wrap_up(self) -> None:
         rng = self.rng
+        self._tinker()
         for pending in list(self.pending):
             if rng.random() < 0.5:
                 self.pending.remove(pending)
@@ -238,8 +280,20 @@ class ReplScenario:
         self.rec.emit("snapshot", files=files)
 
 
+def _new_name(path: str) -> str:
+    if path in _RENAMES:
+        return _RENAMES[path]
+    stem, dot, ext = path.rpartition(".")
+    return f"my_{stem}.{ext}" if dot else f"{path}.old"
+
+
+def _block_chars(spec: FileSpec) -> int:
+    # helpers come mostly from elsewhere (pasted, completed): they arrive in bigger pieces
+    return MIN_BLOCK_CHARS if spec.role == "main" else 700
+
+
 def _blocks(spec: FileSpec) -> list[list[str]]:
-    return split_blocks(spec.text)
+    return split_blocks(spec.text, _block_chars(spec))
 
 
 def _line_of(work: FileWork, pending: Pending) -> int | None:

@@ -10,9 +10,7 @@ from .editor import FileEditor
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _NEIGHBOURS = {
-    key: row[max(0, i - 1) : i] + row[i + 1 : i + 2]
-    for row in _ROWS
-    for i, key in enumerate(row)
+    key: row[max(0, i - 1) : i] + row[i + 1 : i + 2] for row in _ROWS for i, key in enumerate(row)
 }
 # characters per packet: mostly one keystroke, sometimes a few batched by the client
 _CHUNK_SIZES = (1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 4)
@@ -120,7 +118,7 @@ class Typist:
     def paste(self, ed: FileEditor, text: str) -> None:
         """Pastes `text` at the cursor in one packet."""
         self.clock.wait_s(self.rng.uniform(0.8, 6))
-        ed.packet(text)
+        ed.packet(text, whole=True)
 
     def ghostwrite(self, ed: FileEditor, text: str) -> bool:
         """Types the start of `text`, then accepts a completion that inserts the rest."""
@@ -132,19 +130,24 @@ class Typist:
             return False
         self.clock.wait_ms(rng.uniform(300, 1500))
         rest = text[max(cut, 0) :]
-        ed.packet(rest, author="GHOSTWRITER")
+        ed.packet(rest, author="GHOSTWRITER", whole=True)
         self.clock.wait_ms(rng.uniform(5, 60))
         ed.editor("completion_accept", {"length": len(rest), "source": "ghostwriter"})
         self.keystroke_gap()
         return True
 
-    def replace_span(self, ed: FileEditor, line: int, column: int, old: str, new: str) -> bool:
-        """Goes to `column` of `line` and replaces `old` (there) with `new`, as a person fixing it."""
+    def replace_span(
+        self, ed: FileEditor, line: int, column: int, old: str, new: str, select: float = 0.35
+    ) -> bool:
+        """Goes to `column` of `line` and replaces `old` (there) with `new`.
+
+        At odds `select` the user selects `old` and types over it in one packet; else they
+        backspace over it and type `new`.
+        """
         rng = self.rng
         self.short_pause()
         ed.goto(line, column + len(old), log=rng.random() < 0.6)
-        style = rng.random()
-        if not new or (old and style < 0.35):
+        if old and rng.random() < select:
             # select the wrong text and type over it: one packet
             if not self.budget():
                 return False
@@ -156,7 +159,7 @@ class Typist:
                         "end": {"line": line, "character": column + len(old)},
                     },
                 )
-            ed.packet(new, back=len(old))
+            ed.packet(new, back=len(old), whole=True)
             self.keystroke_gap()
             return True
         if old and not self.erase(ed, len(old)):
@@ -173,6 +176,6 @@ class Typist:
         )
         self.clock.wait_ms(self.rng.uniform(200, 1200))
         text = "\n".join(ed.buf.line(i) for i in range(first, last)) + "\n"
-        ed.packet(forward=length)
+        ed.packet(forward=length, whole=True)
         self.keystroke_gap()
         return text

@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 from .editor import FileEditor
 from .mistakes import Mistake, plan_mistakes
-from .plan import FilePlan
+from .plan import MIN_BLOCK_CHARS, FilePlan
 from .typist import Typist
 
 GHOST_MAX_CHARS = 900  # a completion longer than this would be a paste
 # how often each kind of mistake is made, when a line allows several
-KIND_WEIGHTS = {"undefined_name": 4, "wrong_attribute": 2, "missing_colon": 2, "unclosed_bracket": 2,
-                "bad_indent": 1, "type_misuse": 2, "missing_import": 1}
+KIND_WEIGHTS = {
+    "undefined_name": 4,
+    "wrong_attribute": 3,
+    "missing_colon": 2,
+    "unclosed_bracket": 2,
+    "bad_indent": 1,
+    "type_misuse": 3,
+    "missing_import": 1,
+}
 
 
 @dataclass
@@ -29,10 +36,12 @@ class Pending:
 class FileWork:
     """One file of a repl together with what its user means it to become."""
 
-    def __init__(self, ed: FileEditor, text: str, rng: random.Random) -> None:
+    def __init__(
+        self, ed: FileEditor, text: str, rng: random.Random, min_block_chars: int = MIN_BLOCK_CHARS
+    ) -> None:
         self.ed = ed
         self.rng = rng
-        self.plan = FilePlan(text)
+        self.plan = FilePlan(text, min_block_chars)
         self.mistakes = plan_mistakes(text, rng) if ed.is_python else {}
 
     def deliver(
@@ -98,7 +107,7 @@ class FileWork:
             return None
         mistake = self._choose(options)
         column, old, new = _difference(mistake.right, mistake.wrong)
-        typist.replace_span(self.ed, line, column, old, new)
+        typist.replace_span(self.ed, line, column, old, new, select=0.0)
         return Pending(self, block, k, mistake)
 
     def fix(self, pending: Pending, typist: Typist) -> bool:

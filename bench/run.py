@@ -1,0 +1,21 @@
+"""`make bench`: every benchmark, results in bench-data/*.json (copy figures into BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import ingest, replay, timetravel
+
+
+def main() -> None:
+    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest"}
+    if "replay" in which:
+        replay.main()
+    if "timetravel" in which:
+        timetravel.main()
+    if "ingest" in which:
+        ingest.main()
+
+
+if __name__ == "__main__":
+    main()

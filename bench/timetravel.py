@@ -1,0 +1,72 @@
+"""Time travel: 1000 random instants through file_at in one SQL statement, for several K."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+
+from events.simulator import long_session
+from warehouse.ingest import ingest_events
+from warehouse.store import Warehouse
+
+from .common import OUT, median_time, save
+
+
+def table_bytes(wh: Warehouse, table: str, tmp) -> int:
+    """On-disk size of one table alone, copied into a fresh DuckDB file (compressed as DuckDB stores it)."""
+    path = tmp / f"{table}.duckdb"
+    path.unlink(missing_ok=True)
+    wh.con.execute(f"ATTACH '{path}' AS sizing")
+    wh.con.execute(f"CREATE TABLE sizing.t AS SELECT * FROM {table}")
+    wh.con.execute("DETACH sizing")
+    empty = tmp / "empty.duckdb"
+    empty.unlink(missing_ok=True)
+    wh.con.execute(f"ATTACH '{empty}' AS e")
+    wh.con.execute("DETACH e")
+    return path.stat().st_size - empty.stat().st_size
+
+
+def main(edits: int = 40_000, ks=(16, 64, 256, 1024, 1 << 30), queries: int = 1000, repeat: int = 5) -> dict:
+    events = long_session(edits, seed=1)
+    repl_id = events[0]["repl_id"]
+    tmp = OUT / "timetravel"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    result = {"edits": sum(e["kind"] == "ot" for e in events), "queries": queries, "repeat": repeat, "by_k": {}}
+    for k in ks:
+        with Warehouse(tmp / f"k{k}") as wh:
+            ingest_events(wh, events, checkpoint_every=k)
+            path, lo, hi = wh.con.execute(
+                "SELECT any_value(path), min(ts), max(ts) FROM ot_ops WHERE repl_id = ?", [repl_id]).fetchone()
+            rng = random.Random(7)
+            span = (hi - lo).total_seconds()
+            wh.con.execute("CREATE TEMP TABLE q (repl_id VARCHAR, path VARCHAR, t TIMESTAMPTZ)")
+            wh.con.executemany(
+                "INSERT INTO q VALUES (?, ?, ?::TIMESTAMPTZ + to_microseconds(?))",
+                [(repl_id, path, lo, int(rng.random() * span * 1e6)) for _ in range(queries)])
+            sql = "SELECT sum(length(file_at(repl_id, path, t))) FROM q"
+            total_chars = wh.con.execute(sql).fetchone()[0]
+            med, runs = median_time(lambda: wh.con.execute(sql).fetchone(), repeat)
+            n_cp = wh.con.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+            result["by_k"][str(k) if k < 1 << 30 else "none"] = {
+                "ms_per_query": round(med * 1000 / queries, 4),
+                "statement_s": round(med, 3),
+                "runs_s": [round(t, 3) for t in runs],
+                "checkpoints": n_cp,
+                "checkpoint_bytes_on_disk": table_bytes(wh, "checkpoints", tmp),
+                "checkpoint_chars": wh.con.execute(
+                    "SELECT coalesce(sum(length(content)), 0) FROM checkpoints").fetchone()[0],
+                "ot_ops_bytes_on_disk": table_bytes(wh, "ot_ops", tmp),
+                "avg_file_chars_returned": round(total_chars / queries),
+            }
+    save("timetravel", result)
+    return result
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edits", type=int, default=40_000)
+    ap.add_argument("--queries", type=int, default=1000)
+    a = ap.parse_args()
+    main(a.edits, queries=a.queries)
