@@ -137,16 +137,18 @@ def parse_ops(raw: object, check_unicode: bool = True) -> list:
     return out
 
 
-def validate_event(ev: object, trusted_text: bool = False) -> dict:
+def validate_event(ev: object, trusted_text: bool = False, ops: bool = True) -> dict:
     """Check one decoded event; returns it with `_us` (and `_ops` for ot). Raises BadEvent.
 
     trusted_text: every string came from a strict UTF-8 decoder, so lone
-    surrogates are impossible and need no check.
+    surrogates are impossible and need no check. ops=False leaves an ot
+    event's op list to the caller (ingest checks it while replaying, where a
+    bad op list breaks its file like any bad packet).
     """
     if type(ev) is not dict:
         raise BadEvent("wrong_type", f"an event must be a JSON object, got {_type_name(ev)}")
     try:
-        return _validate(ev, trusted_text)
+        return _validate(ev, trusted_text, ops)
     except BadEvent as e:
         repl_id, seq, path = ev.get("repl_id"), ev.get("seq"), ev.get("path")
         raise e.located(repl_id=repl_id if isinstance(repl_id, str) else None,
@@ -154,7 +156,7 @@ def validate_event(ev: object, trusted_text: bool = False) -> dict:
                         path=path if isinstance(path, str) else None) from None
 
 
-def _validate(ev: dict, trusted_text: bool) -> dict:
+def _validate(ev: dict, trusted_text: bool, ops: bool) -> dict:
     for name in COMMON_REQUIRED:
         if ev.get(name) is None:
             raise BadEvent("missing_field", f"missing required field {name!r}")
@@ -189,11 +191,11 @@ def _validate(ev: dict, trusted_text: bool) -> dict:
                 f"{kind}.{name} must be {' or '.join(_TYPE_NAMES.get(t, t.__name__) for t in types)}, "
                 f"got {_type_name(value)}",
             )
-    _check_kind(kind, ev, trusted_text)
+    _check_kind(kind, ev, trusted_text, ops)
     return ev
 
 
-def _check_kind(kind: str, ev: dict, trusted_text: bool) -> None:
+def _check_kind(kind: str, ev: dict, trusted_text: bool, ops: bool) -> None:
     if "path" in ev and ev["path"] is not None and kind != "snapshot":
         ev["path"] = normalize_path(ev["path"])
     if kind == "ot":
@@ -203,7 +205,8 @@ def _check_kind(kind: str, ev: dict, trusted_text: bool) -> None:
         crc = ev.get("crc32")
         if crc is not None and not 0 <= crc <= UINT32_MAX:
             raise BadEvent("wrong_type", f"ot.crc32 must be a uint32 or null, got {crc}")
-        ev["_ops"] = parse_ops(ev["ops"], check_unicode=not trusted_text)
+        if ops:
+            ev["_ops"] = parse_ops(ev["ops"], check_unicode=not trusted_text)
     elif kind == "file":
         if ev["op"] not in FILE_OPS:
             raise BadEvent("unknown_op", f"file.op must be one of {', '.join(FILE_OPS)}, got {ev['op']!r:.40}")

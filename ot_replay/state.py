@@ -46,11 +46,7 @@ class ReplFiles:
         else:
             created = False
             if state.broken is not None:
-                raise self._error(
-                    "after_broken_packet",
-                    f"file state unknown since an earlier bad packet ({state.broken.kind} at seq {state.broken.seq})",
-                    seq, path, version,
-                )
+                raise self.after_break(seq, path, version, state)
         expected = state.version + 1
         if version != expected:
             kind = "version_repeat" if version <= state.version else "version_gap"
@@ -76,6 +72,19 @@ class ReplFiles:
         if created:
             self.files[path] = state
         return state
+
+    def after_break(self, seq: int, path: str, version: int | None, state: FileState) -> BadEvent:
+        """The error of a packet for a file whose content is already unknown."""
+        return self._error(
+            "after_broken_packet",
+            f"file state unknown since an earlier bad packet ({state.broken.kind} at seq {state.broken.seq})",
+            seq, path, version,
+        )
+
+    def break_file(self, seq: int, path: str, error: BadEvent) -> None:
+        """Mark the file at path broken by a packet that could not be read (starting it if unbound)."""
+        state = self.files.get(path)
+        self._break(state or FileState(file_id=seq, path=path), error, state is None)
 
     def _break(self, state: FileState, error: BadEvent, created: bool) -> None:
         # The file exists (the user typed into it) but its content is unknown

@@ -15,7 +15,8 @@ BASE = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def ts(seconds: float) -> str:
-    return (BASE + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    """The contract's spelling: RFC 3339 UTC with microseconds."""
+    return (BASE + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Log:

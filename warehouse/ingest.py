@@ -1,48 +1,51 @@
-"""Ingest event files into the warehouse: validate, dedup, project, write through Arrow.
+"""Ingest event files into the warehouse.
 
-Work goes in chunks of records; each chunk is one transaction, so a killed
-run leaves whole chunks, and a rerun skips what is stored (same key, same
-content) and resumes each repl's file state from the warehouse.
+Per chunk of records, in one transaction:
+1. stage: JSON lines are parsed and checked by DuckDB in bulk (fast lane);
+   anything else is validated in Python (slow lane), see stage.py;
+2. classify each staged event against the warehouse: new, duplicate
+   (same key, same content), conflict (same key, other content), or
+   already quarantined; a late event (older than what a repl has stored)
+   makes that repl rebuild from all its events;
+3. fold each repl's new ot/file events in seq order (projector.py);
+4. write events, diagnostics and repls straight from the staged rows in SQL,
+   and the fold's rows through Arrow.
+A killed run leaves whole chunks; a rerun finds them stored and goes on.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
 from events.errors import BadEvent
-from events.readers import Record, read_events
+from events.readers import Record, decode_json_line, read_events
 from events.validate import check_strings, validate_event
-from ot_replay.state import FileState, ReplFiles
-from ot_replay.buffer import TextBuffer
 
-from .projector import (
-    COLUMNS, STREAM_ERRORS, Projector, Rows, canonical, content_hash, quarantine_event, quarantine_key,
-)
+from .projector import COLUMNS, Projector, Rows, resume_files
 from .runs import finish_run, start_run
+from .stage import content_hash, create_staged, insert_staged, stage_lines, stage_records
 from .store import Warehouse
-from .timetravel import TimeTravel
 
 CHUNK_RECORDS = 200_000
 DEFAULT_CHECKPOINT_EVERY = 256
 
-_TYPES = {
-    "ts": pa.timestamp("us", tz="UTC"), "seq": pa.int64(), "user_id": pa.int64(), "file_id": pa.int64(),
-    "version": pa.int64(), "crc32": pa.uint64(), "event_hash": pa.uint64(), "start_line": pa.int32(),
-    "start_character": pa.int32(), "end_line": pa.int32(), "end_character": pa.int32(),
-    "severity": pa.int8(), "is_private": pa.bool_(), "has_code_action": pa.bool_(),
-}
+_TYPES = {"ts": pa.timestamp("us", tz="UTC"), "seq": pa.int64(), "file_id": pa.int64(), "version": pa.int64(),
+          "crc32": pa.uint64()}
 
 
 @dataclass
 class IngestReport:
-    """Reconciliation of one ingest run: records in = stored + duplicates + quarantined."""
+    """Reconciliation of one ingest run: records in = stored + duplicates + quarantined + already quarantined."""
 
     run_id: str
     records_in: int = 0
@@ -51,6 +54,7 @@ class IngestReport:
     quarantined: int = 0
     already_quarantined: int = 0
     repls_rebuilt: int = 0
+    slow_lane: int = 0
     by_error: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
 
@@ -61,8 +65,8 @@ class IngestReport:
         return {
             "records_in": self.records_in, "stored": self.stored, "duplicates": self.duplicates,
             "quarantined": self.quarantined, "already_quarantined": self.already_quarantined,
-            "repls_rebuilt": self.repls_rebuilt, "quarantined_by_kind": dict(sorted(self.by_error.items())),
-            "balanced": self.balanced(),
+            "repls_rebuilt": self.repls_rebuilt, "slow_lane": self.slow_lane,
+            "quarantined_by_kind": dict(sorted(self.by_error.items())), "balanced": self.balanced(),
         }
 
     def summary(self) -> str:
@@ -72,8 +76,33 @@ class IngestReport:
         return line + (f"  (quarantined: {kinds})" if kinds else "")
 
 
+@dataclass
+class Chunk:
+    """Either JSON lines of one file (fast lane) or decoded records (slow lane)."""
+
+    origin: str = ""
+    line_nos: list[int] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines) + len(self.records)
+
+
+@contextmanager
+def _no_gc():
+    # ingest makes millions of short-lived containers and no cycles; the cyclic GC only costs time here
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
-    """K is fixed per warehouse at first ingest: file_at relies on checkpoints being K apart."""
+    """K is fixed per warehouse at its first ingest: file_at relies on checkpoints K versions apart."""
     row = wh.con.execute("SELECT value FROM meta WHERE key = 'checkpoint_every'").fetchone()
     if row is not None:
         return int(row[0])
@@ -82,15 +111,57 @@ def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
     return every
 
 
+def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
+    if path.suffix == ".gz":
+        yield from _record_chunks(read_events(path), size)
+        return
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        from events.errors import OtlakeError
+
+        raise OtlakeError(f"cannot read {path}: {e.strerror or e}") from e
+    chunk = Chunk(origin=str(path))
+    with fh:
+        for number, line in enumerate(fh, 1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            chunk.line_nos.append(number)
+            chunk.lines.append(line)
+            if len(chunk.lines) >= size:
+                yield chunk
+                chunk = Chunk(origin=str(path))
+    if chunk.lines:
+        yield chunk
+
+
+def _record_chunks(records: Iterable[Record], size: int) -> Iterator[Chunk]:
+    chunk = Chunk()
+    for record in records:
+        chunk.records.append(record)
+        if len(chunk.records) >= size:
+            yield chunk
+            chunk = Chunk()
+    if chunk.records:
+        yield chunk
+
+
 def ingest_files(wh: Warehouse, paths: list[Path], progress: Callable[[int], None] | None = None,
                  checkpoint_every: int | None = None, chunk_records: int = CHUNK_RECORDS) -> IngestReport:
-    """Ingest event files (JSONL or Parquet) and record the run."""
-    records = (r for p in paths for r in read_events(p))
-    params = {"files": [str(p) for p in paths]}
-    return ingest_records(wh, records, params, progress, checkpoint_every, chunk_records)
+    """Ingest event files (JSONL, JSONL.gz or Parquet) and record the run."""
+    def chunks() -> Iterator[Chunk]:
+        for p in paths:
+            if p.suffix.lower() == ".parquet":
+                yield from _record_chunks(read_events(p), chunk_records)
+            else:
+                read_events(p)  # refuses unknown suffixes up front
+                yield from _jsonl_chunks(p, chunk_records)
+    return _ingest(wh, chunks(), {"files": [str(p) for p in paths]}, progress, checkpoint_every)
 
 
-def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python", **kw) -> IngestReport:
+def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
+                  checkpoint_every: int | None = None, chunk_records: int = CHUNK_RECORDS) -> IngestReport:
     """Ingest event dicts given from Python (same checks as files)."""
     def records() -> Iterator[Record]:
         for i, ev in enumerate(events, 1):
@@ -100,33 +171,23 @@ def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
                 yield Record(f"{origin}:{i}", None, e, repr(ev)[:10_000].encode("utf-8", "replace"))
                 continue
             yield Record(f"{origin}:{i}", dict(ev), None, None)
-    return ingest_records(wh, records(), {"origin": origin}, **kw)
+    return _ingest(wh, _record_chunks(records(), chunk_records), {"origin": origin}, None, checkpoint_every)
 
 
-def ingest_records(wh: Warehouse, records: Iterable[Record], params: dict,
-                   progress: Callable[[int], None] | None = None, checkpoint_every: int | None = None,
-                   chunk_records: int = CHUNK_RECORDS) -> IngestReport:
-    """Ingest decoded records in chunks, one transaction per chunk."""
+def _ingest(wh: Warehouse, chunks: Iterable[Chunk], params: dict, progress, checkpoint_every) -> IngestReport:
     every = _checkpoint_every(wh, checkpoint_every)
     run_id = start_run(wh.con, "ingest", {**params, "checkpoint_every": every})
     report = IngestReport(run_id)
     started = time.perf_counter()
     try:
-        chunk: list[Record] = []
-        for record in records:
-            chunk.append(record)
-            if len(chunk) >= chunk_records:
-                _ingest_chunk(wh, chunk, report, every)
+        with _no_gc():
+            for chunk in chunks:
+                _ingest_chunk(wh.con, chunk, report, every)
                 if progress:
                     progress(len(chunk))
-                chunk = []
-        if chunk:
-            _ingest_chunk(wh, chunk, report, every)
-            if progress:
-                progress(len(chunk))
     except BaseException:
         report.seconds = time.perf_counter() - started
-        finish_run(wh.con, run_id, "failed", report.as_dict(), {"seconds": report.seconds})
+        finish_run(wh.con, run_id, "failed", report.as_dict(), {"seconds": round(report.seconds, 3)})
         raise
     report.seconds = time.perf_counter() - started
     finish_run(wh.con, run_id, "done", report.as_dict(),
@@ -135,230 +196,270 @@ def ingest_records(wh: Warehouse, records: Iterable[Record], params: dict,
     return report
 
 
-def _ingest_chunk(wh: Warehouse, chunk: list[Record], report: IngestReport, every: int) -> None:
-    rows = Rows()
-    report.records_in += len(chunk)
-    by_repl: dict[str, list[tuple[dict, str, str, int]]] = defaultdict(list)
-    for record in chunk:
-        raw = record.raw if record.raw is not None else _dumps(record.event)
-        if record.error is not None:
-            _quarantine_unidentified(rows, record.error, record.origin, raw)
-            continue
-        try:
-            ev = validate_event(record.event, record.trusted)
-        except BadEvent as e:
-            if e.repl_id is not None and e.seq is not None:
-                quarantine_event(rows, e, record.origin, raw.decode("utf-8", "replace"),
-                                 quarantine_key(e.repl_id, e.seq, content_hash(raw)))
-            else:
-                _quarantine_unidentified(rows, e, record.origin, raw)
-            continue
-        by_repl[ev["repl_id"]].append((ev, record.origin, raw.decode("utf-8", "replace"), content_hash(raw)))
+def _lines_table(chunk: Chunk) -> tuple[pa.Table, list[int]]:
+    """Arrow (line_no, line) of the chunk's valid-UTF-8 lines, and the line numbers that are not."""
+    blob = b"".join(chunk.lines)
+    lengths = np.fromiter((len(x) for x in chunk.lines), dtype=np.int64, count=len(chunk.lines))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(lengths),
+                                           [None, pa.py_buffer(offsets), pa.py_buffer(blob)])
+    nos = pa.array(chunk.line_nos, pa.int64())
+    try:
+        return pa.table({"line_no": nos, "line": arr.cast(pa.large_string())}), []
+    except pa.ArrowInvalid:  # some line is not UTF-8: find which, the rest goes on
+        good = []
+        for i, line in enumerate(chunk.lines):
+            try:
+                line.decode("utf-8")
+                good.append(i)
+            except UnicodeDecodeError:
+                pass
+        bad = sorted(set(range(len(chunk.lines))) - set(good))
+        keep = pa.array(good, pa.int64())
+        return (pa.table({"line_no": nos.take(keep), "line": arr.take(keep).cast(pa.large_string())}),
+                [chunk.line_nos[i] for i in bad])
 
-    con = wh.con
+
+def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
+    report.records_in += len(chunk)
     con.execute("BEGIN TRANSACTION")
     try:
-        known = _known(con, by_repl)
-        for repl_id, items in by_repl.items():
-            _ingest_repl(con, repl_id, items, known, rows, report, every)
-        _write(con, rows, report)
+        create_staged(con)
+        bad: list[tuple] = []
+        if chunk.lines:
+            table, not_utf8 = _lines_table(chunk)
+            slow_nos = stage_lines(con, table, chunk.origin) + not_utf8
+            by_no = dict(zip(chunk.line_nos, chunk.lines))
+            slow = [(n, _decode(by_no[n], f"{chunk.origin}:{n}")) for n in sorted(slow_nos)]
+        else:
+            slow = list(enumerate(chunk.records))
+        report.slow_lane += len(slow)
+        rows, bad = stage_records(slow)
+        insert_staged(con, rows)
+        _rebuild_late_repls(con, report)
+        quarantine = [_qrow(e, origin, raw, h, None) for e, origin, raw, h in bad]
+        _classify(con, report, quarantine)
+        rejected = _fold(con, every, quarantine, report)
+        _write(con, quarantine, rejected, report)
+        con.execute("DROP TABLE staged")
+        con.execute("DROP TABLE cls")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
 
 
-def _dumps(event) -> bytes:
+def _decode(line: bytes, origin: str) -> Record:
     try:
-        return orjson.dumps(event)
-    except TypeError:  # e.g. an integer too large for JSON's usual range
-        return repr(event)[:100_000].encode("utf-8", "replace")
+        return Record(origin, decode_json_line(line), None, line)
+    except BadEvent as e:
+        return Record(origin, None, e, line)
 
 
-def _quarantine_unidentified(rows: Rows, error: BadEvent, origin: str, raw: bytes) -> None:
-    # no repl/seq to key on: the content hash keeps a re-ingest of the same line idempotent
-    quarantine_event(rows, error, origin, raw.decode("utf-8", "replace"), f"line/{content_hash(raw):016x}")
-
-
-def _known(con, by_repl: dict) -> dict:
-    """What the warehouse already has for the chunk's repls: stored hashes, quarantine keys, last seq/ts."""
-    keys = pa.table({
-        "repl_id": pa.array([r for r, items in by_repl.items() for _ in items], pa.string()),
-        "seq": pa.array([it[0]["seq"] for items in by_repl.values() for it in items], pa.int64()),
-    })
-    repls = pa.table({"repl_id": pa.array(list(by_repl), pa.string())})
-    con.register("k", keys)
-    con.register("r", repls)
-    try:
-        stored = con.execute(
-            "SELECT e.repl_id, e.seq, e.event_hash FROM events e SEMI JOIN k ON e.repl_id = k.repl_id AND e.seq = k.seq"
-        ).fetchall()
-        qkeys = con.execute(
-            "SELECT q.key FROM quarantine q SEMI JOIN k ON q.repl_id = k.repl_id AND q.seq = k.seq "
-            "WHERE q.source = 'ingest'"
-        ).fetchall()
-        heads = con.execute(
-            "SELECT e.repl_id, max(e.seq), max(epoch_us(e.ts)) FROM events e SEMI JOIN r ON e.repl_id = r.repl_id "
-            "GROUP BY e.repl_id"
-        ).fetchall()
-    finally:
-        con.unregister("k")
-        con.unregister("r")
-    return {
-        "stored": {(r, s): h for r, s, h in stored},
-        "quarantined": {q for (q,) in qkeys},
-        "heads": {r: (s, u) for r, s, u in heads},
-    }
-
-
-def _ingest_repl(con, repl_id: str, items: list, known: dict, rows: Rows, report: IngestReport, every: int) -> None:
-    stored, quarantined = known["stored"], known["quarantined"]
-    fresh: dict[int, tuple] = {}
-    for item in items:
-        ev, origin, text, h = item
-        seq = ev["seq"]
-        qkey = quarantine_key(repl_id, seq, h)
-        if stored.get((repl_id, seq)) == h or (seq in fresh and fresh[seq][3] == h) or (
-            _same_content(con, repl_id, seq, ev, fresh.get(seq), (repl_id, seq) in stored)
-        ):
-            report.duplicates += 1
-        elif qkey in quarantined:
-            report.already_quarantined += 1
-        elif (repl_id, seq) in stored or seq in fresh:
-            error = BadEvent("duplicate_seq", "another event with this seq and different content came first",
-                             repl_id=repl_id, seq=seq, path=ev.get("path"))
-            quarantine_event(rows, error, origin, text, qkey)
-            quarantined.add(qkey)
-        else:
-            fresh[seq] = item
-    if not fresh:
-        return
-    ordered = [fresh[s] for s in sorted(fresh)]
-    head = known["heads"].get(repl_id)
-    if head is None:
-        projector = Projector(repl_id, rows, checkpoint_every=every)
-    elif ordered[0][0]["seq"] > head[0]:
-        projector = Projector(repl_id, rows, _resume_files(con, repl_id), head[1], every)
+def _qrow(error: BadEvent, origin: str | None, raw: str, h: int, us: int | None) -> tuple:
+    """A quarantine row; the key makes a re-ingest of the same record idempotent."""
+    if error.repl_id is not None and error.seq is not None:
+        key = f"{error.repl_id}/{error.seq}/{h:016x}"
     else:
-        # an event older than what is stored: rebuild the repl's projections from all its events
-        ordered = _rebuild_inputs(con, repl_id, ordered)
-        projector = Projector(repl_id, rows, checkpoint_every=every)
+        key = f"line/{h:016x}"
+    return ("ingest", key, error.repl_id, error.seq, error.path, error.version, origin, error.kind, str(error), raw,
+            us)
+
+
+def _rebuild_late_repls(con, report: IngestReport) -> None:
+    """A new event older than a repl's stored head: restage all the repl's events and re-derive it."""
+    late = [r for (r,) in con.execute(
+        """SELECT DISTINCT s.repl_id FROM staged s
+           JOIN (SELECT repl_id, max(seq) AS head FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
+                 GROUP BY repl_id) h ON h.repl_id = s.repl_id
+           WHERE s.seq < h.head
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.repl_id = s.repl_id AND e.seq = s.seq)
+             AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.source = 'ingest'
+                             AND q.key = s.repl_id || '/' || s.seq || '/' || lpad(lower(hex(s.h)), 16, '0'))"""
+    ).fetchall()]
+    for repl_id in late:
+        stored = con.execute("SELECT seq, event FROM events WHERE repl_id = ? ORDER BY seq", [repl_id]).fetchall()
+        held = con.execute(
+            "SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND repl_id = ? AND raw IS NOT NULL",
+            [repl_id]).fetchall()
+        for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics"):
+            con.execute(f"DELETE FROM {table} WHERE repl_id = ?", [repl_id])
+        con.execute("DELETE FROM quarantine WHERE source = 'ingest' AND repl_id = ?", [repl_id])
+        # restaged rows sort before the chunk's own (negative line numbers), so stored content wins
+        records = [(-len(stored) - len(held) + i, _decode(text.encode(), origin or "warehouse"))
+                   for i, (text, origin) in enumerate([(t, None) for _, t in stored] + held)]
+        rows, bad = stage_records(records)
+        insert_staged(con, rows)
+        if bad:  # cannot happen for stored events; held ones were bad before and are quarantined again below
+            insert_staged(con, [])
         report.repls_rebuilt += 1
-    for ev, origin, text, h in ordered:
-        projector.feed(ev, origin, text, h)
-    if head is None:
-        rows.add("repls", repl_id, None, None, None, None, None, None)
+        report.stored -= len(stored)  # they are counted again when written
+        report.quarantined -= sum(1 for _ in held)
+        report.records_in += 0
 
 
-def _same_content(con, repl_id: str, seq: int, ev: dict, earlier: tuple | None, is_stored: bool) -> bool:
-    """Different bytes can still be the same event (key order, spacing, ts spelling): compare canonically."""
-    if earlier is not None:
-        return canonical(earlier[0]) == canonical(ev)
-    if not is_stored:
-        return False
-    (text,) = con.execute("SELECT event FROM events WHERE repl_id = ? AND seq = ?", [repl_id, seq]).fetchone()
-    try:
-        return canonical(validate_event(orjson.loads(text))) == canonical(ev)
-    except (BadEvent, orjson.JSONDecodeError):
-        return False
-
-
-def _resume_files(con, repl_id: str) -> ReplFiles:
-    """The repl's live files at the end of what is stored: lineage, path, version, content."""
-    live = con.execute(
-        """SELECT path, file_id FROM path_events WHERE repl_id = ?
-           QUALIFY row_number() OVER (PARTITION BY path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL""",
-        [repl_id],
-    ).fetchall()
-    files = ReplFiles(repl_id)
-    if not live:
-        return files
-    heads = dict(con.execute(
-        "SELECT file_id, max(version) FROM ot_ops WHERE repl_id = ? GROUP BY file_id", [repl_id]
-    ).fetchall())
-    breaks = dict(con.execute(
-        "SELECT file_id, error_kind FROM file_breaks WHERE repl_id = ?", [repl_id]
-    ).fetchall())
-    cur = con.cursor()
-    try:
-        texts = TimeTravel(cur).contents([(repl_id, f, heads.get(f, 0)) for _, f in live])
-    finally:
-        cur.close()
-    for (path, file_id), text in zip(live, texts):
-        state = FileState(file_id=file_id, path=path, buffer=TextBuffer(text), version=heads.get(file_id, 0))
-        if file_id in breaks:
-            state.broken = BadEvent(breaks[file_id], "stored break", repl_id=repl_id, path=path)
-        files.files[path] = state
-    return files
-
-
-def _rebuild_inputs(con, repl_id: str, new: list) -> list:
-    """All of a repl's events (stored, stream-quarantined, new) in seq order; its projections are deleted."""
-    stored = con.execute("SELECT event, event_hash FROM events WHERE repl_id = ? ORDER BY seq", [repl_id]).fetchall()
-    placeholders = ",".join("?" * len(STREAM_ERRORS))
-    requeue = con.execute(
-        f"SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND repl_id = ? AND error_kind IN ({placeholders})",
-        [repl_id, *STREAM_ERRORS],
-    ).fetchall()
-    for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics"):
-        con.execute(f"DELETE FROM {table} WHERE repl_id = ?", [repl_id])
+def _classify(con, report: IngestReport, quarantine: list[tuple]) -> None:
+    """`cls`: staged rows with status new / dup / qdup / conflict, and effective time us_eff."""
     con.execute(
-        f"DELETE FROM quarantine WHERE source = 'ingest' AND repl_id = ? AND error_kind IN ({placeholders})",
-        [repl_id, *STREAM_ERRORS],
+        """CREATE OR REPLACE TEMP TABLE cls AS
+           WITH ranked AS (
+             SELECT *, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
+             FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no))
+           SELECT r.*,
+             CASE WHEN e.event_hash = r.h THEN 'dup'
+                  WHEN e.event_hash IS NOT NULL THEN 'conflict'
+                  WHEN q.key IS NOT NULL THEN 'qdup'
+                  WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
+                  WHEN r.rn > 1 THEN 'conflict'
+                  ELSE 'new' END AS status
+           FROM ranked r
+           LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
+           LEFT JOIN quarantine q ON q.source = 'ingest'
+                AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')"""
     )
-    items = {it[0]["seq"]: it for it in new}
-    for text, origin in [(t, None) for t, _ in stored] + requeue:
-        ev = validate_event(orjson.loads(text), trusted_text=True)
-        items.setdefault(ev["seq"], (ev, origin, text, content_hash(text.encode())))
-    return [items[s] for s in sorted(items)]
+    conflicts = con.execute(
+        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cls c
+           LEFT JOIN events e ON e.repl_id = c.repl_id AND e.seq = c.seq
+           LEFT JOIN cls f ON f.repl_id = c.repl_id AND f.seq = c.seq AND f.rn = 1 AND c.rn > 1
+           WHERE c.status = 'conflict'"""
+    ).fetchall()
+    same, other = [], []
+    for repl_id, seq, line_no, raw, origin, h, path, stored, first in conflicts:
+        if _canonical(raw) == _canonical(stored if stored is not None else first):
+            same.append((repl_id, seq, line_no))
+        else:
+            other.append((repl_id, seq, line_no))
+            quarantine.append(_qrow(BadEvent("duplicate_seq", "another event with this seq and different content "
+                                             "came first", repl_id=repl_id, seq=seq, path=path),
+                                    origin, raw, h, None))
+    for status, keys in (("dup", same), ("rejected", other)):
+        if keys:
+            con.register("k", pa.table({"repl_id": [k[0] for k in keys], "seq": [k[1] for k in keys],
+                                        "line_no": [k[2] for k in keys]}))
+            con.execute(f"""UPDATE cls SET status = '{status}' FROM k
+                            WHERE cls.repl_id = k.repl_id AND cls.seq = k.seq AND cls.line_no = k.line_no""")
+            con.unregister("k")
+    counts = dict(con.execute("SELECT status, count(*) FROM cls GROUP BY status").fetchall())
+    report.duplicates += counts.get("dup", 0)
+    report.already_quarantined += counts.get("qdup", 0)
+    # effective time: the running max of ts in seq order, continuing from what each repl has stored
+    con.execute(
+        """ALTER TABLE cls ADD COLUMN us_eff BIGINT;
+           UPDATE cls SET us_eff = x.us_eff FROM (
+             SELECT c.repl_id, c.seq, greatest(max(c.us) OVER (PARTITION BY c.repl_id ORDER BY c.seq
+                                                   ROWS UNBOUNDED PRECEDING), coalesce(h.head_us, c.us)) AS us_eff
+             FROM cls c LEFT JOIN (
+               SELECT repl_id, max(us) AS head_us FROM (
+                 SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM cls)
+                 UNION ALL
+                 SELECT repl_id, epoch_us(ts) FROM quarantine
+                 WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM cls))
+               GROUP BY repl_id) h ON h.repl_id = c.repl_id
+             WHERE c.status = 'new') x
+           WHERE cls.repl_id = x.repl_id AND cls.seq = x.seq AND cls.status = 'new'"""
+    )
 
 
-def _write(con, rows: Rows, report: IngestReport) -> None:
+def _canonical(text: str) -> bytes | None:
+    from .canonical import canonical
+
+    try:
+        return canonical(validate_event(orjson.loads(text), trusted_text=True))
+    except (BadEvent, orjson.JSONDecodeError):
+        return None
+
+
+def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tuple[Rows, list[tuple]]:
+    """Fold the new ot/file events of each repl; returns the rows and the (repl_id, seq) refused."""
+    data = con.sql(
+        """SELECT c.repl_id, c.seq, c.us_eff, c.kind, c.path, c.version, c.ops, c.crc32, c.author, c.op, c.dest,
+                  c.raw, c.origin, c.h, c.us, EXISTS (SELECT 1 FROM events e WHERE e.repl_id = c.repl_id) AS resume
+           FROM cls c WHERE c.status = 'new' AND c.kind IN ('ot', 'file') ORDER BY c.repl_id, c.seq"""
+    ).to_arrow_table().to_pydict()
+    rows = Rows()
+    rejected: list[tuple] = []
+    projector = None
+    cols = [data[c] for c in ("repl_id", "seq", "us_eff", "kind", "path", "version", "ops", "crc32", "author",
+                              "op", "dest")]
+    for i, (repl_id, seq, us, kind, path, version, ops, crc, author, op, dest) in enumerate(zip(*cols)):
+        if projector is None or projector.repl_id != repl_id:
+            files = resume_files(con, repl_id) if data["resume"][i] else None
+            projector = Projector(repl_id, rows, files, every)
+        if kind == "ot":
+            error = projector.ot(seq, us, path, version, ops, crc, author)
+        else:
+            error = projector.file(seq, us, op, path, dest)
+        if error is not None:
+            rejected.append((repl_id, seq))
+            quarantine.append(_qrow(error, data["origin"][i], data["raw"][i], data["h"][i], data["us"][i]))
+    return rows, rejected
+
+
+def _write(con, quarantine: list[tuple], folded: tuple[Rows, list[tuple]], report: IngestReport) -> None:
+    rows, rejected = folded
     for table, columns in COLUMNS.items():
-        n = rows.count(table)
-        if not n:
+        if not rows.count(table):
             continue
         data = rows.columns(table)
-        arrays = {c: pa.array(data[c], _TYPES.get(c)) if c in _TYPES else pa.array(data[c]) for c in columns}
-        tbl = pa.table(arrays)
+        tbl = pa.table({c: pa.array(data[c], _TYPES.get(c)) if c in _TYPES else pa.array(data[c]) for c in columns})
+        if "ts" in columns:
+            tbl = tbl.set_column(columns.index("ts"), "ts", pa.array(data["ts"], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")))
         con.register("batch", tbl)
-        try:
-            cols = ", ".join(columns)
-            if table == "repls":
-                con.execute(
-                    f"""INSERT INTO repls ({cols})
-                        SELECT {cols} FROM batch QUALIFY row_number() OVER (
-                            PARTITION BY repl_id ORDER BY seq DESC NULLS LAST) = 1
-                        ON CONFLICT (repl_id) DO UPDATE SET
-                          language = excluded.language, is_private = excluded.is_private, owner = excluded.owner,
-                          title = excluded.title, seq = excluded.seq, ts = excluded.ts
-                        WHERE excluded.seq IS NOT NULL AND (repls.seq IS NULL OR excluded.seq > repls.seq)"""
-                )
-            elif table == "quarantine":
-                fresh = con.execute(
-                    """SELECT count(*) FROM (SELECT DISTINCT source, key FROM batch) b
-                       ANTI JOIN quarantine q ON q.source = b.source AND q.key = b.key"""
-                ).fetchone()[0]
-                existing = {k for (k,) in con.execute(
-                    "SELECT q.key FROM quarantine q SEMI JOIN batch b ON q.source = b.source AND q.key = b.key"
-                ).fetchall()}
-                con.execute(
-                    f"""INSERT INTO quarantine ({cols}, run_id, quarantined_at)
-                        SELECT DISTINCT ON (source, key) {cols}, ?, now() FROM batch
-                        ON CONFLICT DO NOTHING""",
-                    [report.run_id],
-                )
-                seen = set()
-                for key, kind in zip(data["key"], data["error_kind"]):
-                    if key in existing or key in seen:
-                        continue
-                    seen.add(key)
-                    report.by_error[kind] += 1
-                report.quarantined += fresh
-                report.already_quarantined += n - fresh
-            else:
-                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM batch")
-                if table == "events":
-                    report.stored += n
-        finally:
-            con.unregister("batch")
+        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM batch")
+        con.unregister("batch")
+    con.register("rejected", pa.table({"repl_id": pa.array([r for r, _ in rejected], pa.string()),
+                                       "seq": pa.array([s for _, s in rejected], pa.int64())}))
+    con.execute("UPDATE cls SET status = 'rejected' FROM rejected r WHERE cls.repl_id = r.repl_id "
+                "AND cls.seq = r.seq AND cls.status = 'new'")
+    con.unregister("rejected")
+    (stored,) = con.execute(
+        """INSERT INTO events SELECT repl_id, seq, make_timestamp(us)::TIMESTAMPTZ, kind, session_id, user_id, path,
+                  raw, h FROM cls WHERE status = 'new'""").fetchone()
+    report.stored += stored
+    con.execute(
+        """INSERT INTO diagnostics SELECT repl_id, seq, make_timestamp(us_eff)::TIMESTAMPTZ, path, start_line,
+                  start_character, end_line, end_character, severity, code, message, has_code_action
+           FROM cls WHERE status = 'new' AND kind = 'lsp_diagnostic'""")
+    con.execute(
+        """INSERT INTO repls
+           SELECT repl_id, language, is_private, owner, title, seq, make_timestamp(us)::TIMESTAMPTZ FROM (
+             SELECT * FROM cls WHERE status = 'new' AND kind = 'repl'
+             QUALIFY row_number() OVER (PARTITION BY repl_id ORDER BY seq DESC) = 1)
+           ON CONFLICT (repl_id) DO UPDATE SET language = excluded.language, is_private = excluded.is_private,
+             owner = excluded.owner, title = excluded.title, seq = excluded.seq, ts = excluded.ts
+           WHERE repls.seq IS NULL OR excluded.seq > repls.seq""")
+    con.execute(
+        """INSERT INTO repls (repl_id) SELECT DISTINCT repl_id FROM cls WHERE status = 'new'
+           ON CONFLICT DO NOTHING""")
+    _write_quarantine(con, quarantine, report)
+
+
+def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> None:
+    if not quarantine:
+        return
+    names = ("source", "key", "repl_id", "seq", "path", "version", "origin", "error_kind", "message", "raw", "us")
+    cols = {n: list(v) for n, v in zip(names, zip(*quarantine))}
+    table = pa.table({n: pa.array(cols[n], pa.int64() if n in ("seq", "version", "us") else pa.string())
+                      for n in names})
+    con.register("q", table)
+    existing = {k for (k,) in con.execute(
+        "SELECT key FROM quarantine WHERE source = 'ingest' AND key IN (SELECT key FROM q)").fetchall()}
+    con.execute(
+        """INSERT INTO quarantine (source, key, repl_id, seq, path, version, origin, error_kind, message, raw, ts,
+                                   run_id, quarantined_at)
+           SELECT DISTINCT ON (source, key) source, key, repl_id, seq, path, version, origin, error_kind, message,
+                  raw, make_timestamp(us)::TIMESTAMPTZ, ?, now() FROM q
+           ON CONFLICT DO NOTHING""",
+        [report.run_id])
+    con.unregister("q")
+    seen = set()
+    for row in quarantine:
+        key, kind = row[1], row[7]
+        if key in existing or key in seen:
+            report.already_quarantined += 1
+            continue
+        seen.add(key)
+        report.quarantined += 1
+        report.by_error[kind] += 1

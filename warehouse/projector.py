@@ -1,41 +1,26 @@
-"""Fold one repl's validated events into warehouse rows (a pure stage: events in, rows out).
+"""The stream fold: a repl's ot and file events, in seq order, into file lineages and rows.
 
-Bad events become quarantine rows; a broken ot packet also marks its file
-lineage broken, so every later packet of that file is quarantined too.
+This is the one inherently sequential part of ingest (each packet needs the
+file state after the previous one), so it is the only part done per event
+in Python. A bad packet becomes an error and marks its file lineage broken,
+so every later packet of that file is refused too.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import orjson
 
-from events.validate import format_us
-
 from events.errors import BadEvent
+from events.validate import parse_ops
 from ot_replay.state import FileState, ReplFiles
 
-# error kinds that depend on the order of a repl's stream (re-derived when it is rebuilt)
-STREAM_ERRORS = (
-    "version_gap", "version_repeat", "op_past_end", "crc_mismatch",
-    "after_broken_packet", "file_exists", "file_not_found", "bad_path",
-)
-
 COLUMNS = {
-    "events": ("repl_id", "seq", "ts", "kind", "session_id", "user_id", "path", "event", "event_hash"),
     "ot_ops": ("repl_id", "file_id", "version", "path", "seq", "ts", "ops", "crc32", "author"),
     "path_events": ("repl_id", "seq", "path", "ts", "file_id"),
     "file_breaks": ("repl_id", "file_id", "seq", "path", "ts", "error_kind"),
     "checkpoints": ("repl_id", "file_id", "version", "path", "content"),
-    "diagnostics": (
-        "repl_id", "seq", "ts", "path", "start_line", "start_character", "end_line", "end_character",
-        "severity", "code", "message", "has_code_action",
-    ),
-    "repls": ("repl_id", "language", "is_private", "owner", "title", "seq", "ts"),
-    "quarantine": (
-        "source", "key", "repl_id", "seq", "path", "version", "origin", "error_kind", "message", "raw",
-    ),
 }
 
 
@@ -56,112 +41,100 @@ class Rows:
         return {c: list(v) for c, v in zip(COLUMNS[table], zip(*rows))} if rows else {c: [] for c in COLUMNS[table]}
 
 
-def content_hash(data: bytes) -> int:
-    """64-bit hash of a record's bytes."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
-def canonical(ev: dict) -> bytes:
-    """Canonical JSON of a validated event: sorted keys, normalized ts, private `_` fields dropped.
-
-    Two records with different bytes but this same form are the same event.
-    """
-    public = {k: v for k, v in ev.items() if k[0] != "_"}
-    public["ts"] = format_us(ev["_us"])  # one spelling per instant, whatever the source wrote
-    return orjson.dumps(public, option=orjson.OPT_SORT_KEYS)
-
-
-def quarantine_key(repl_id: str, seq: int, event_hash: int) -> str:
-    """Quarantine key of an identified event: the same event always gets the same key."""
-    return f"{repl_id}/{seq}/{event_hash:016x}"
-
-
-def quarantine_event(rows: Rows, error: BadEvent, origin: str | None, raw: str, key: str) -> None:
-    rows.add("quarantine", "ingest", key, error.repl_id, error.seq, error.path, error.version, origin,
-             error.kind, str(error), raw)
-
-
 class Projector:
-    """Projects one repl's events, in seq order, continuing from a resumed state."""
+    """Folds one repl's ot/file events, continuing from a resumed state."""
 
     def __init__(self, repl_id: str, rows: Rows, files: ReplFiles | None = None,
-                 last_us: int | None = None, checkpoint_every: int = 256) -> None:
+                 checkpoint_every: int = 256) -> None:
         self.repl_id = repl_id
         self.rows = rows
         self.files = files or ReplFiles(repl_id)
-        self.last_us = last_us
         self.every = checkpoint_every
-        self.stored = 0
-        self.quarantined = 0
 
-    def feed(self, ev: dict, origin: str | None, text: str, event_hash: int) -> bool:
-        """Project one event (already validated, canonical text and hash given); False if quarantined."""
-        us = ev["_us"] if self.last_us is None or ev["_us"] > self.last_us else self.last_us
+    def ot(self, seq: int, us: int, path: str, version: int, ops_json: str, crc32: int | None,
+           author: str | None) -> BadEvent | None:
+        """Apply one packet (us: effective time, µs); the error if it was refused."""
+        files = self.files
         try:
-            self._project(ev, us)
+            try:
+                ops = parse_ops(orjson.loads(ops_json), check_unicode=False)
+            except BadEvent as e:
+                # a packet we cannot read leaves the file's state unknown: refuse it and break the file
+                state = files.files.get(path)
+                error = e.located(repl_id=self.repl_id, seq=seq, path=path, version=version)
+                if state is None or state.broken is None:
+                    files.break_file(seq, path, error)
+                else:
+                    raise files.after_break(seq, path, version, state) from None
+                raise error from None
+            state = files.apply_ot(seq, path, version, ops, crc32)
         except BadEvent as e:
-            error = e.located(repl_id=self.repl_id, seq=ev["seq"], path=ev.get("path"))
-            quarantine_event(self.rows, error, origin, text, quarantine_key(self.repl_id, ev["seq"], event_hash))
-            self.quarantined += 1
-            self._record_break(ev, us)
-            return False
-        self.last_us = us
-        self.rows.add("events", self.repl_id, ev["seq"], ev["_us"], ev["kind"], ev.get("session_id"),
-                      ev.get("user_id"), ev.get("path"), text, event_hash)
-        self.stored += 1
-        return True
-
-    def _record_break(self, ev: dict, us: int) -> None:
-        if ev["kind"] != "ot":
-            return
-        state = self.files.files.get(ev["path"])
-        if state is not None and state.broken is not None and state.broken.seq == ev["seq"]:
-            if state.file_id == ev["seq"]:  # the bad packet would have started the lineage
-                self.rows.add("path_events", self.repl_id, ev["seq"], ev["path"], us, state.file_id)
-            self.rows.add("file_breaks", self.repl_id, state.file_id, ev["seq"], ev["path"], us, state.broken.kind)
-
-    def _project(self, ev: dict, us: int) -> None:
-        kind = ev["kind"]
-        seq = ev["seq"]
+            self._record_break(seq, us, path)
+            return e.located(repl_id=self.repl_id, seq=seq, path=path, version=version)
         rid = self.repl_id
-        rows = self.rows
-        if kind == "ot":
-            path = ev["path"]
-            state = self.files.apply_ot(seq, path, ev["version"], ev["_ops"], ev.get("crc32"))
-            version = state.version
-            if state.file_id == seq:
-                rows.add("path_events", rid, seq, path, us, seq)
-            rows.add("ot_ops", rid, state.file_id, version, path, seq, us,
-                     orjson.dumps(ev["_ops"]).decode(), ev.get("crc32"), ev.get("author"))
-            if version % self.every == 0:
-                self._checkpoint(state)
-        elif kind == "file":
-            self._file_op(ev, seq, us)
-        elif kind == "lsp_diagnostic":
-            r = ev["range"]
-            rows.add("diagnostics", rid, seq, us, ev["path"], r["start"]["line"], r["start"]["character"],
-                     r["end"]["line"], r["end"]["character"], ev["severity"], ev["code"], ev["message"],
-                     bool(ev.get("has_code_action", False)))
-        elif kind == "repl":
-            rows.add("repls", rid, ev.get("language"), ev["is_private"], ev.get("owner"), ev.get("title"),
-                     seq, ev["_us"])
+        if state.file_id == seq:
+            self.rows.add("path_events", rid, seq, path, us, seq)
+        self.rows.add("ot_ops", rid, state.file_id, version, path, seq, us,
+                      orjson.dumps(ops).decode(), crc32, author)
+        if version % self.every == 0:
+            self.rows.add("checkpoints", rid, state.file_id, version, path, state.buffer.text())
+        return None
 
-    def _checkpoint(self, state: FileState) -> None:
-        self.rows.add("checkpoints", self.repl_id, state.file_id, state.version, state.path, state.buffer.text())
+    def _record_break(self, seq: int, us: int, path: str) -> None:
+        state = self.files.files.get(path)
+        if state is not None and state.broken is not None and state.broken.seq == seq:
+            if state.file_id == seq:  # the bad packet would have started the lineage
+                self.rows.add("path_events", self.repl_id, seq, path, us, state.file_id)
+            self.rows.add("file_breaks", self.repl_id, state.file_id, seq, path, us, state.broken.kind)
 
-    def _file_op(self, ev: dict, seq: int, us: int) -> None:
-        op, path = ev["op"], ev["path"]
+    def file(self, seq: int, us: int, op: str, path: str, dest: str | None) -> BadEvent | None:
+        """Apply one file create/move/remove; the error if it was refused."""
         changes: dict[str, int | None] = {}
-        if op == "create":
-            changes[path] = self.files.create(seq, path).file_id
-        elif op == "move":
-            moved = self.files.move(seq, path, ev["dest"])
-            for old, _, _ in moved:
-                changes[old] = None
-            for _, new, state in moved:
-                changes[new] = state.file_id
-        else:
-            for state in self.files.remove(seq, path):
-                changes[state.path] = None
+        try:
+            if op == "create":
+                changes[path] = self.files.create(seq, path).file_id
+            elif op == "move":
+                moved = self.files.move(seq, path, dest)
+                for old, _, _ in moved:
+                    changes[old] = None
+                for _, new, state in moved:
+                    changes[new] = state.file_id
+            else:
+                for state in self.files.remove(seq, path):
+                    changes[state.path] = None
+        except BadEvent as e:
+            return e.located(repl_id=self.repl_id, seq=seq, path=path)
         for p, file_id in changes.items():
             self.rows.add("path_events", self.repl_id, seq, p, us, file_id)
+        return None
+
+
+def resume_files(con, repl_id: str) -> ReplFiles:
+    """The repl's live files at the end of what is stored: lineage, path, version, content."""
+    from ot_replay.buffer import TextBuffer
+
+    from .timetravel import TimeTravel
+
+    live = con.execute(
+        """SELECT path, file_id FROM path_events WHERE repl_id = ?
+           QUALIFY row_number() OVER (PARTITION BY path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL""",
+        [repl_id],
+    ).fetchall()
+    files = ReplFiles(repl_id)
+    if not live:
+        return files
+    heads = dict(con.execute(
+        "SELECT file_id, max(version) FROM ot_ops WHERE repl_id = ? GROUP BY file_id", [repl_id]).fetchall())
+    breaks = dict(con.execute(
+        "SELECT file_id, error_kind FROM file_breaks WHERE repl_id = ?", [repl_id]).fetchall())
+    cur = con.cursor()
+    try:
+        texts = TimeTravel(cur).contents([(repl_id, f, heads.get(f, 0)) for _, f in live])
+    finally:
+        cur.close()
+    for (path, file_id), text in zip(live, texts):
+        state = FileState(file_id=file_id, path=path, buffer=TextBuffer(text), version=heads.get(file_id, 0))
+        if file_id in breaks:
+            state.broken = BadEvent(breaks[file_id], "stored break", repl_id=repl_id, path=path)
+        files.files[path] = state
+    return files

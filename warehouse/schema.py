@@ -102,6 +102,7 @@ TABLES = {
             error_kind VARCHAR NOT NULL,
             message VARCHAR NOT NULL,
             raw VARCHAR,               -- the record as received
+            ts TIMESTAMPTZ,            -- the event's time, when it was readable
             run_id VARCHAR,
             quarantined_at TIMESTAMPTZ NOT NULL,
             PRIMARY KEY (source, key)
