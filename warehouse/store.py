@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import duckdb
@@ -58,15 +59,22 @@ class Warehouse:
 
     def _register_functions(self) -> None:
         """file_at(repl_id, path, ts) and files_at(repl_id, ts) on this connection."""
-        self._udf_cursor = self.con.cursor()
-        travel = TimeTravel(self._udf_cursor)
+        # DuckDB may call the UDF from several worker threads at once, and a cursor
+        # serves one call at a time: each concurrent call borrows its own cursor.
+        self._udf_cursor = _CursorPool(self.con)
+        pool = self._udf_cursor
 
         def file_at(repl_ids: pa.Array, paths: pa.Array, ts: pa.Array) -> pa.Array:
             us = pc.cast(ts, pa.int64()).to_pylist()
             rids, ps = repl_ids.to_pylist(), paths.to_pylist()
             live = [i for i in range(len(us)) if rids[i] is not None and ps[i] is not None and us[i] is not None]
             out: list[str | None] = [None] * len(us)
-            texts = travel.file_at([rids[i] for i in live], [ps[i] for i in live], [us[i] for i in live])
+            cur = pool.take()
+            try:
+                texts = TimeTravel(cur).file_at([rids[i] for i in live], [ps[i] for i in live],
+                                                [us[i] for i in live])
+            finally:
+                pool.give(cur)
             for i, text in zip(live, texts):
                 out[i] = text
             return pa.array(out, pa.string())
@@ -97,6 +105,33 @@ class Warehouse:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _CursorPool:
+    """Cursors of one connection, lent one per concurrent UDF call."""
+
+    def __init__(self, con) -> None:
+        self.con = con
+        self.free: list = []
+        self.all: list = []
+        self.lock = threading.Lock()
+
+    def take(self):
+        with self.lock:
+            if self.free:
+                return self.free.pop()
+            cur = self.con.cursor()
+            self.all.append(cur)
+            return cur
+
+    def give(self, cur) -> None:
+        with self.lock:
+            self.free.append(cur)
+
+    def close(self) -> None:
+        for cur in self.all:
+            cur.close()
+        self.all, self.free = [], []
 
 
 def sqlalchemy_engine(home: str | os.PathLike | None = None, read_only: bool = True):
