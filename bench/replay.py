@@ -12,19 +12,24 @@ from ot_replay.ops import apply as apply_join, parse_ops
 from .common import median_time, save
 
 
+def _slice_apply(text: str, ops) -> str:
+    pos = 0
+    for op in ops:
+        if op.__class__ is str:
+            text = text[:pos] + op + text[pos:]
+            pos += len(op)
+        elif op > 0:
+            pos += op
+        else:
+            text = text[:pos] + text[pos - op:]
+    return text
+
+
 def naive_slicing(ops_list):
     """The baseline: one str slice-and-concatenate per op."""
     text = ""
     for ops in ops_list:
-        pos = 0
-        for op in ops:
-            if op.__class__ is str:
-                text = text[:pos] + op + text[pos:]
-                pos += len(op)
-            elif op > 0:
-                pos += op
-            else:
-                text = text[:pos] + text[pos - op:]
+        text = _slice_apply(text, ops)
     return text
 
 
@@ -54,15 +59,7 @@ def buffer_replay_crc(ops_list):
 def naive_crc(ops_list):
     text = ""
     for ops in ops_list:
-        pos = 0
-        for op in ops:
-            if op.__class__ is str:
-                text = text[:pos] + op + text[pos:]
-                pos += len(op)
-            elif op > 0:
-                pos += op
-            else:
-                text = text[:pos] + text[pos - op:]
+        text = _slice_apply(text, ops)
         zlib.crc32(text.encode("utf-8"))
     return text
 

@@ -222,6 +222,23 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
 
 
 @main.command()
+@click.option("--repls", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_home_option
+def demo(repls: int, seed: int, home: str | None) -> None:
+    """Simulate sessions, ingest, verify, and show what was built and how to query it.
+
+    \b
+    Example:
+      otlake demo
+      OTLAKE_HOME=/tmp/lake otlake demo --repls 100 --seed 7
+    """
+    from .demo import run_demo
+
+    run_demo(home, repls, seed)
+
+
+@main.command()
 @click.option("--repls", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)

@@ -19,6 +19,20 @@ def ts(seconds: float) -> str:
     return (BASE + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def apply_contract_ops(text: str, ops: list[dict]) -> str:
+    """An independent reference apply (contract form, str slicing), for expectations in tests."""
+    pos = 0
+    for op in ops:
+        if "insert" in op:
+            text = text[:pos] + op["insert"] + text[pos:]
+            pos += len(op["insert"])
+        elif "skip" in op:
+            pos += op["skip"]
+        else:
+            text = text[:pos] + text[pos + op["delete"]:]
+    return text
+
+
 class Log:
     """Builds a valid event log for one repl, tracking each file's text, version and CRC."""
 
@@ -38,16 +52,7 @@ class Log:
         return ev
 
     def edit(self, path: str, ops: list[dict], crc: bool = True) -> dict:
-        text = self.texts.get(path, "")
-        pos = 0
-        for op in ops:
-            if "insert" in op:
-                text = text[:pos] + op["insert"] + text[pos:]
-                pos += len(op["insert"])
-            elif "skip" in op:
-                pos += op["skip"]
-            else:
-                text = text[:pos] + text[pos + op["delete"]:]
+        text = apply_contract_ops(self.texts.get(path, ""), ops)
         self.texts[path] = text
         self.versions[path] = self.versions.get(path, 0) + 1
         return self.add("ot", path=path, version=self.versions[path], ops=ops,

@@ -11,7 +11,7 @@ from events.validate import parse_ts
 from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse, sqlalchemy_engine
 
-from .conftest import Log
+from .conftest import Log, apply_contract_ops
 from .test_ingest import busy_log
 
 
@@ -21,16 +21,7 @@ def history(log: Log) -> list[tuple[str, dict[str, str]]]:
     out = []
     for ev in log.events:
         if ev["kind"] == "ot":
-            text, pos = files.get(ev["path"], ""), 0
-            for op in ev["ops"]:
-                if "insert" in op:
-                    text = text[:pos] + op["insert"] + text[pos:]
-                    pos += len(op["insert"])
-                elif "skip" in op:
-                    pos += op["skip"]
-                else:
-                    text = text[:pos] + text[pos + op["delete"]:]
-            files[ev["path"]] = text
+            files[ev["path"]] = apply_contract_ops(files.get(ev["path"], ""), ev["ops"])
         elif ev["kind"] == "file":
             if ev["op"] == "move":
                 files[ev["dest"]] = files.pop(ev["path"])
