@@ -113,6 +113,31 @@ def parse_ops(raw: object, check_unicode: bool = True) -> list:
     if type(raw) is not list:
         raise BadEvent("wrong_type", f"ops must be a list, got {_type_name(raw)}")
     out: list = []
+    append = out.append
+    for op in raw:  # fast path: every op well formed; anything else is redone below for the precise error
+        if type(op) is not dict or len(op) != 1:
+            break
+        value = op.get("insert")
+        if value is not None:
+            if type(value) is not str or (check_unicode and _has_lone_surrogate(value)):
+                break
+            if value:
+                append(value)
+            continue
+        value = op.get("skip")
+        if value is None:
+            value = op.get("delete")
+            if type(value) is not int or value < 0:
+                break
+            if value:
+                append(-value)
+        elif type(value) is not int or value < 0:
+            break
+        elif value:
+            append(value)
+    else:
+        return out
+    out = []
     for i, op in enumerate(raw):
         if type(op) is not dict or len(op) != 1:
             raise BadEvent(

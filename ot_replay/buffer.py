@@ -3,6 +3,10 @@
 Typing is local, so the buffer remembers the chunk it touched last and its
 start offset; the next edit usually lands in the same chunk and needs no
 search. A file smaller than one chunk behaves like a plain str.
+
+Ingest checks a CRC after every packet, so the buffer keeps each chunk's
+UTF-8 bytes and the running CRC after it: a CRC re-encodes only the chunks
+from the first one edited since the last CRC.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ CHUNK = 2048  # chars; chosen by `make bench` (see BENCHMARKS.md)
 class TextBuffer:
     """Mutable text addressed by code point, with OT application."""
 
-    __slots__ = ("_chunks", "_size", "_ci", "_cstart")
+    __slots__ = ("_chunks", "_size", "_ci", "_cstart", "_enc", "_crcs", "_dirty")
 
     def __init__(self, text: str = "") -> None:
         self._chunks = [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
         self._size = len(text)
         self._ci = 0
         self._cstart = 0
+        self._enc: list[bytes | None] = [None] * len(self._chunks)  # UTF-8 of each chunk, None when edited
+        self._crcs: list[int] = []  # running CRC after chunk i, valid for i < _dirty
+        self._dirty = 0
 
     def __len__(self) -> int:
         return self._size
@@ -37,9 +44,19 @@ class TextBuffer:
 
     def crc32(self) -> int:
         """CRC-32/IEEE of the UTF-8 bytes of the document."""
-        crc = 0
-        for chunk in self._chunks:
-            crc = zlib.crc32(chunk.encode("utf-8"), crc)
+        chunks = self._chunks
+        if len(chunks) == 1:  # small file: caching would cost more than it saves
+            return zlib.crc32(chunks[0].encode("utf-8"))
+        enc, crcs, i = self._enc, self._crcs, self._dirty
+        crc = crcs[i - 1] if i else 0
+        del crcs[i:]
+        for i in range(i, len(chunks)):
+            data = enc[i]
+            if data is None:
+                data = enc[i] = chunks[i].encode("utf-8")
+            crc = zlib.crc32(data, crc)
+            crcs.append(crc)
+        self._dirty = len(chunks)
         return crc
 
     def _seek(self, pos: int) -> int:
@@ -94,10 +111,15 @@ class TextBuffer:
         chunk = chunks[ci]
         new = chunk[:off] + text + chunk[off:]
         self._size += len(text)
+        if ci < self._dirty:
+            self._dirty = ci
         if len(new) <= 2 * CHUNK:
             chunks[ci] = new
+            self._enc[ci] = None
         else:
-            chunks[ci : ci + 1] = [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
+            parts = [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
+            chunks[ci : ci + 1] = parts
+            self._enc[ci : ci + 1] = [None] * len(parts)
 
     def _delete(self, pos: int, n: int) -> None:
         self._size -= n
@@ -109,10 +131,14 @@ class TextBuffer:
             take = min(n, len(chunk) - off)
             rest = chunk[:off] + chunk[off + take :]
             n -= take
+            if ci < self._dirty:
+                self._dirty = ci
             if rest or len(chunks) == 1:
                 chunks[ci] = rest
+                self._enc[ci] = None
             else:
                 del chunks[ci]
+                del self._enc[ci]
                 if ci == len(chunks):  # removed the last chunk: step back onto the new last
                     self._ci = ci - 1
                     self._cstart -= len(chunks[ci - 1])

@@ -63,15 +63,20 @@ class ReplFiles:
         if crc32 is not None:
             actual = buffer.crc32()
             if actual != crc32:
-                error = self._error(
-                    "crc_mismatch", f"CRC-32 after the packet is {actual}, the packet says {crc32}", seq, path, version
-                )
-                self._break(state, error, created)
-                raise error
+                raise self.crc_mismatch(state, seq, version, actual, crc32, created)
         state.version = version
         if created:
             self.files[path] = state
         return state
+
+    def crc_mismatch(self, state: FileState, seq: int, version: int, actual: int, expected: int,
+                     created: bool = False) -> BadEvent:
+        """Break the file after a packet whose CRC does not match; the error."""
+        error = self._error(
+            "crc_mismatch", f"CRC-32 after the packet is {actual}, the packet says {expected}", seq, state.path, version
+        )
+        self._break(state, error, created)
+        return error
 
     def after_break(self, seq: int, path: str, version: int | None, state: FileState) -> BadEvent:
         """The error of a packet for a file whose content is already unknown."""

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from events.parquet import events_to_table
@@ -136,3 +135,17 @@ def test_sigkill_mid_ingest_then_restart_equals_one_clean_run(tmp_path):
         assert dump(wh) == dump(clean)
         statuses = [s for (s,) in wh.con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
         assert statuses == ["running", "done"]  # the killed run stays visible as never finished
+
+
+def test_a_rebuild_keeps_records_that_are_still_bad_in_quarantine(wh):
+    log = busy_log("r1", 6, 60)
+    bad = {**log.events[10], "seq": 1000, "version": "x"}  # identified (repl, seq) but ill-typed
+    events = list(log.events)
+    first = ingest_events(wh, events[:20] + events[30:] + [bad])
+    before = wh.con.execute("SELECT key, error_kind FROM quarantine ORDER BY key").fetchall()
+    assert any(k.startswith("r1/1000/") for k, _ in before) and first.balanced()
+    late = ingest_events(wh, events[20:30])  # fills the gap: the repl is rebuilt from all its events
+    assert late.repls_rebuilt == 1 and late.balanced()
+    after = wh.con.execute("SELECT key, error_kind FROM quarantine ORDER BY key").fetchall()
+    assert [k for k in after if k[0].startswith("r1/1000/")] == [k for k in before if k[0].startswith("r1/1000/")]
+    assert [kind for _, kind in after] == ["wrong_type"]  # the version gap healed, the bad record stays

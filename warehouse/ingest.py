@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from events.errors import BadEvent
-from events.readers import Record, decode_json_line, read_events
-from events.validate import check_strings, validate_event
+from events.readers import Record, read_events
+from events.validate import check_strings
 
+from .classify import classify, rebuild_late_repls
 from .projector import COLUMNS, Projector, Rows, resume_files
 from .runs import finish_run, start_run
-from .stage import content_hash, create_staged, insert_staged, stage_lines, stage_records
+from .stage import create_staged, decode_record, insert_staged, quarantine_row, stage_lines, stage_records
 from .store import Warehouse
 
 CHUNK_RECORDS = 200_000
@@ -231,15 +231,15 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
             table, not_utf8 = _lines_table(chunk)
             slow_nos = stage_lines(con, table, chunk.origin) + not_utf8
             by_no = dict(zip(chunk.line_nos, chunk.lines))
-            slow = [(n, _decode(by_no[n], f"{chunk.origin}:{n}")) for n in sorted(slow_nos)]
+            slow = [(n, decode_record(by_no[n], f"{chunk.origin}:{n}")) for n in sorted(slow_nos)]
         else:
             slow = list(enumerate(chunk.records))
         report.slow_lane += len(slow)
         rows, bad = stage_records(slow)
         insert_staged(con, rows)
-        _rebuild_late_repls(con, report)
-        quarantine = [_qrow(e, origin, raw, h, None) for e, origin, raw, h in bad]
-        _classify(con, report, quarantine)
+        bad += rebuild_late_repls(con, report)
+        quarantine = [quarantine_row(e, origin, raw, h, None) for e, origin, raw, h in bad]
+        classify(con, report, quarantine)
         rejected = _fold(con, every, quarantine, report)
         _write(con, quarantine, rejected, report)
         con.execute("DROP TABLE staged")
@@ -250,149 +250,40 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
         raise
 
 
-def _decode(line: bytes, origin: str) -> Record:
-    try:
-        return Record(origin, decode_json_line(line), None, line)
-    except BadEvent as e:
-        return Record(origin, None, e, line)
-
-
-def _qrow(error: BadEvent, origin: str | None, raw: str, h: int, us: int | None) -> tuple:
-    """A quarantine row; the key makes a re-ingest of the same record idempotent."""
-    if error.repl_id is not None and error.seq is not None:
-        key = f"{error.repl_id}/{error.seq}/{h:016x}"
-    else:
-        key = f"line/{h:016x}"
-    return ("ingest", key, error.repl_id, error.seq, error.path, error.version, origin, error.kind, str(error), raw,
-            us)
-
-
-def _rebuild_late_repls(con, report: IngestReport) -> None:
-    """A new event older than a repl's stored head: restage all the repl's events and re-derive it."""
-    late = [r for (r,) in con.execute(
-        """SELECT DISTINCT s.repl_id FROM staged s
-           JOIN (SELECT repl_id, max(seq) AS head FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
-                 GROUP BY repl_id) h ON h.repl_id = s.repl_id
-           WHERE s.seq < h.head
-             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.repl_id = s.repl_id AND e.seq = s.seq)
-             AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.source = 'ingest'
-                             AND q.key = s.repl_id || '/' || s.seq || '/' || lpad(lower(hex(s.h)), 16, '0'))"""
-    ).fetchall()]
-    for repl_id in late:
-        stored = con.execute("SELECT seq, event FROM events WHERE repl_id = ? ORDER BY seq", [repl_id]).fetchall()
-        held = con.execute(
-            "SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND repl_id = ? AND raw IS NOT NULL",
-            [repl_id]).fetchall()
-        for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics"):
-            con.execute(f"DELETE FROM {table} WHERE repl_id = ?", [repl_id])
-        con.execute("DELETE FROM quarantine WHERE source = 'ingest' AND repl_id = ?", [repl_id])
-        # restaged rows sort before the chunk's own (negative line numbers), so stored content wins
-        records = [(-len(stored) - len(held) + i, _decode(text.encode(), origin or "warehouse"))
-                   for i, (text, origin) in enumerate([(t, None) for _, t in stored] + held)]
-        rows, bad = stage_records(records)
-        insert_staged(con, rows)
-        if bad:  # cannot happen for stored events; held ones were bad before and are quarantined again below
-            insert_staged(con, [])
-        report.repls_rebuilt += 1
-        report.stored -= len(stored)  # they are counted again when written
-        report.quarantined -= sum(1 for _ in held)
-        report.records_in += 0
-
-
-def _classify(con, report: IngestReport, quarantine: list[tuple]) -> None:
-    """`cls`: staged rows with status new / dup / qdup / conflict, and effective time us_eff."""
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE cls AS
-           WITH ranked AS (
-             SELECT *, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
-             FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no))
-           SELECT r.*,
-             CASE WHEN e.event_hash = r.h THEN 'dup'
-                  WHEN e.event_hash IS NOT NULL THEN 'conflict'
-                  WHEN q.key IS NOT NULL THEN 'qdup'
-                  WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
-                  WHEN r.rn > 1 THEN 'conflict'
-                  ELSE 'new' END AS status
-           FROM ranked r
-           LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
-           LEFT JOIN quarantine q ON q.source = 'ingest'
-                AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')"""
-    )
-    conflicts = con.execute(
-        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cls c
-           LEFT JOIN events e ON e.repl_id = c.repl_id AND e.seq = c.seq
-           LEFT JOIN cls f ON f.repl_id = c.repl_id AND f.seq = c.seq AND f.rn = 1 AND c.rn > 1
-           WHERE c.status = 'conflict'"""
-    ).fetchall()
-    same, other = [], []
-    for repl_id, seq, line_no, raw, origin, h, path, stored, first in conflicts:
-        if _canonical(raw) == _canonical(stored if stored is not None else first):
-            same.append((repl_id, seq, line_no))
-        else:
-            other.append((repl_id, seq, line_no))
-            quarantine.append(_qrow(BadEvent("duplicate_seq", "another event with this seq and different content "
-                                             "came first", repl_id=repl_id, seq=seq, path=path),
-                                    origin, raw, h, None))
-    for status, keys in (("dup", same), ("rejected", other)):
-        if keys:
-            con.register("k", pa.table({"repl_id": [k[0] for k in keys], "seq": [k[1] for k in keys],
-                                        "line_no": [k[2] for k in keys]}))
-            con.execute(f"""UPDATE cls SET status = '{status}' FROM k
-                            WHERE cls.repl_id = k.repl_id AND cls.seq = k.seq AND cls.line_no = k.line_no""")
-            con.unregister("k")
-    counts = dict(con.execute("SELECT status, count(*) FROM cls GROUP BY status").fetchall())
-    report.duplicates += counts.get("dup", 0)
-    report.already_quarantined += counts.get("qdup", 0)
-    # effective time: the running max of ts in seq order, continuing from what each repl has stored
-    con.execute(
-        """ALTER TABLE cls ADD COLUMN us_eff BIGINT;
-           UPDATE cls SET us_eff = x.us_eff FROM (
-             SELECT c.repl_id, c.seq, greatest(max(c.us) OVER (PARTITION BY c.repl_id ORDER BY c.seq
-                                                   ROWS UNBOUNDED PRECEDING), coalesce(h.head_us, c.us)) AS us_eff
-             FROM cls c LEFT JOIN (
-               SELECT repl_id, max(us) AS head_us FROM (
-                 SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM cls)
-                 UNION ALL
-                 SELECT repl_id, epoch_us(ts) FROM quarantine
-                 WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM cls))
-               GROUP BY repl_id) h ON h.repl_id = c.repl_id
-             WHERE c.status = 'new') x
-           WHERE cls.repl_id = x.repl_id AND cls.seq = x.seq AND cls.status = 'new'"""
-    )
-
-
-def _canonical(text: str) -> bytes | None:
-    from .canonical import canonical
-
-    try:
-        return canonical(validate_event(orjson.loads(text), trusted_text=True))
-    except (BadEvent, orjson.JSONDecodeError):
-        return None
-
-
 def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tuple[Rows, list[tuple]]:
     """Fold the new ot/file events of each repl; returns the rows and the (repl_id, seq) refused."""
     data = con.sql(
         """SELECT c.repl_id, c.seq, c.us_eff, c.kind, c.path, c.version, c.ops, c.crc32, c.author, c.op, c.dest,
-                  c.raw, c.origin, c.h, c.us, EXISTS (SELECT 1 FROM events e WHERE e.repl_id = c.repl_id) AS resume
+                  c.repl_id IN (SELECT repl_id FROM events) AS resume
            FROM cls c WHERE c.status = 'new' AND c.kind IN ('ot', 'file') ORDER BY c.repl_id, c.seq"""
     ).to_arrow_table().to_pydict()
     rows = Rows()
-    rejected: list[tuple] = []
+    refused: list[tuple] = []
     projector = None
-    cols = [data[c] for c in ("repl_id", "seq", "us_eff", "kind", "path", "version", "ops", "crc32", "author",
-                              "op", "dest")]
-    for i, (repl_id, seq, us, kind, path, version, ops, crc, author, op, dest) in enumerate(zip(*cols)):
+    resume = data.pop("resume")
+    for i, (repl_id, seq, us, kind, path, version, ops, crc, author, op, dest) in enumerate(zip(*data.values())):
         if projector is None or projector.repl_id != repl_id:
-            files = resume_files(con, repl_id) if data["resume"][i] else None
+            files = resume_files(con, repl_id) if resume[i] else None
             projector = Projector(repl_id, rows, files, every)
         if kind == "ot":
             error = projector.ot(seq, us, path, version, ops, crc, author)
         else:
             error = projector.file(seq, us, op, path, dest)
         if error is not None:
-            rejected.append((repl_id, seq))
-            quarantine.append(_qrow(error, data["origin"][i], data["raw"][i], data["h"][i], data["us"][i]))
+            refused.append((repl_id, seq, error))
+    rejected = [(repl_id, seq) for repl_id, seq, _ in refused]
+    if refused:  # the source rows of refused events, fetched only for them
+        con.register("refused", pa.table({"repl_id": pa.array([r for r, _ in rejected], pa.string()),
+                                          "seq": pa.array([s for _, s in rejected], pa.int64())}))
+        try:
+            source = {(r, s): rest for r, s, *rest in con.execute(
+                """SELECT c.repl_id, c.seq, c.origin, c.raw, c.h, c.us FROM cls c
+                   JOIN refused f ON f.repl_id = c.repl_id AND f.seq = c.seq WHERE c.status = 'new'""").fetchall()}
+        finally:
+            con.unregister("refused")
+        for repl_id, seq, error in refused:
+            origin, raw, h, us = source[(repl_id, seq)]
+            quarantine.append(quarantine_row(error, origin, raw, h, us))
     return rows, rejected
 
 

@@ -16,7 +16,7 @@ import orjson
 import pyarrow as pa
 
 from events.errors import BadEvent
-from events.readers import Record
+from events.readers import Record, decode_json_line
 from events.schema import FIELDS
 from events.validate import validate_event
 
@@ -40,15 +40,20 @@ def content_hash(data: bytes) -> int:
     return int.from_bytes(hashlib.md5(data).digest()[8:16], "little")
 
 
+# Type tests read the JSON text json_transform gives back (minified by DuckDB), whose first character
+# says the type; integers must be plain digits that fit a BIGINT, stricter than the Python validator.
+_TYPE_TESTS = {
+    str: "starts_with({e}::VARCHAR, '\"')",
+    int: "regexp_full_match({e}::VARCHAR, '[0-9]{{1,18}}')",
+    bool: "{e}::VARCHAR IN ('true', 'false')",
+    list: "starts_with({e}::VARCHAR, '[')",
+    dict: "starts_with({e}::VARCHAR, '{{')",
+    float: "json_type({e}) = 'DOUBLE'",
+}
+
+
 def _type_test(expr: str, types: tuple) -> str:
-    tests = []
-    for t in types:
-        if t is type(None):
-            tests.append(f"{expr} IS NULL")
-        else:
-            tests.append({str: "json_type({e}) = 'VARCHAR'", int: "json_type({e}) = 'UBIGINT'",
-                          bool: "json_type({e}) = 'BOOLEAN'", list: "json_type({e}) = 'ARRAY'",
-                          dict: "json_type({e}) = 'OBJECT'", float: "json_type({e}) = 'DOUBLE'"}[t].format(e=expr))
+    tests = [f"{expr} IS NULL" if t is type(None) else _TYPE_TESTS[t].format(e=expr) for t in types]
     return "(" + " OR ".join(tests) + ")"
 
 
@@ -56,10 +61,9 @@ def _kind_test(kind: str) -> str:
     """A conservative SQL test that a `kind` line's fields are present and well typed."""
     parts = []
     for name, (types, required) in FIELDS[kind].items():
-        expr = f"s.{name}"
         if not required and type(None) not in types:
             types = types + (type(None),)  # absent or null: the Python validator treats it as absent
-        parts.append(_type_test(expr, types))
+        parts.append(_type_test(f"s.{name}", types))
     return " AND ".join(parts)
 
 
@@ -73,67 +77,70 @@ _FIELD_NAMES = sorted({"repl_id", "seq", "ts", "kind", "session_id", "user_id"} 
 _TRANSFORM = orjson.dumps({name: "JSON" for name in _FIELD_NAMES}).decode()
 
 _KIND_TESTS = " ".join(f"WHEN '{k}' THEN {_kind_test(k)}" for k in FAST_KINDS)
+_KIND_NAMES = ", ".join(f"'\"{k}\"'" for k in FAST_KINDS)
 
-# {origin} is a bind parameter: the file name for origin strings
+
+def _distinct_keys(expr: str) -> str:
+    # json_transform keeps a repeated key's first value, orjson its last: such objects take the slow lane
+    return f"list_unique(json_keys({expr})) = len(json_keys({expr}))"
+
+
+# One statement, nothing materialized between parsing and the insert; $origin is the file name.
+# A line qualifies only if it is a valid JSON object ('{' first, so no whitespace to think about) with no
+# escaped surrogate; CASE guards every JSON function from invalid text.
 FAST_SQL = f"""
-CREATE OR REPLACE TEMP TABLE fast AS
+INSERT INTO staged
 WITH parsed AS (
     SELECT line_no, line,
-           CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT'
-                     AND NOT regexp_matches(line, '\\\\u[dD][89a-fA-F]')
-                THEN json_transform(line, '{_TRANSFORM}') END AS s
+           CASE WHEN starts_with(line, '{{') AND json_valid(line) AND NOT regexp_matches(line, '\\\\u[dD][89a-fA-F]')
+                THEN json_transform(line, '{_TRANSFORM}') END AS s,
+           CASE WHEN starts_with(line, '{{') AND json_valid(line) THEN json_keys(line) END AS keys
     FROM lines
 ), typed AS (
-    SELECT line_no, line, s,
-           s.kind ->> '$' AS kind, s.ts ->> '$' AS ts, s.path ->> '$' AS path, s.dest ->> '$' AS dest
+    SELECT line_no, line, s, list_unique(keys) = len(keys) AS distinct_keys,
+           CASE WHEN s.kind::VARCHAR IN ({_KIND_NAMES}) THEN trim(s.kind::VARCHAR, '"') END AS kind,
+           CASE WHEN regexp_full_match(s.ts::VARCHAR,
+                     '"\\d{{4}}-\\d\\d-\\d\\dT([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d\\.\\d{{6}}Z"')
+                THEN epoch_us(try_strptime(s.ts ->> '$', '%Y-%m-%dT%H:%M:%S.%fZ')) END AS us,
+           s.path ->> '$' AS path, s.dest ->> '$' AS dest
     FROM parsed
 )
-SELECT line_no, line, s, kind, ts, path, dest,
-       coalesce(s IS NOT NULL
-       AND json_type(s.repl_id) = 'VARCHAR' AND length(s.repl_id ->> '$') > 0
-       AND json_type(s.seq) = 'UBIGINT' AND TRY_CAST(s.seq AS UBIGINT) <= 9223372036854775807
-       AND json_type(s.ts) = 'VARCHAR'
-       AND regexp_full_match(ts, '\\d{{4}}-\\d\\d-\\d\\dT([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d\\.\\d{{6}}Z')
-       AND try_strptime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') IS NOT NULL
-       AND json_type(s.kind) = 'VARCHAR' AND kind IN {FAST_KINDS}
-       AND (s.session_id IS NULL OR json_type(s.session_id) = 'VARCHAR')
-       AND (s.user_id IS NULL OR (json_type(s.user_id) = 'UBIGINT' AND TRY_CAST(s.user_id AS UBIGINT) <= 9223372036854775807))
-       AND coalesce(CASE kind {_KIND_TESTS} END, false)
-       AND (path IS NULL OR {_CLEAN_PATH.format(p='path')})
-       AND CASE kind
-             WHEN 'ot' THEN TRY_CAST(s.version AS UBIGINT) <= 4294967295
-                        AND (s.crc32 IS NULL OR TRY_CAST(s.crc32 AS UBIGINT) <= 4294967295)
-                        AND (s.spooky_version IS NULL OR TRY_CAST(s.spooky_version AS UBIGINT) <= 9223372036854775807)
-                        AND (s.nonce IS NULL OR json_type(s.nonce) = 'VARCHAR'
-                             OR TRY_CAST(s.nonce AS UBIGINT) <= 9223372036854775807)
-             WHEN 'file' THEN (s.op ->> '$') IN ('create', 'remove')
-                        OR ((s.op ->> '$') = 'move' AND dest IS NOT NULL AND {_CLEAN_PATH.format(p='dest')})
-             WHEN 'lsp_diagnostic' THEN
-                  json_type(s.range, '$.start.line') = 'UBIGINT' AND json_type(s.range, '$.start.character') = 'UBIGINT'
-                  AND json_type(s.range, '$.end.line') = 'UBIGINT' AND json_type(s.range, '$.end.character') = 'UBIGINT'
-                  AND TRY_CAST(s.range ->> '$.start.line' AS UBIGINT) < 2147483648
-                  AND TRY_CAST(s.range ->> '$.start.character' AS UBIGINT) < 2147483648
-                  AND TRY_CAST(s.range ->> '$.end.line' AS UBIGINT) < 2147483648
-                  AND TRY_CAST(s.range ->> '$.end.character' AS UBIGINT) < 2147483648
-                  AND TRY_CAST(s.severity AS UBIGINT) BETWEEN 1 AND 4
-             WHEN 'run' THEN s.exit_code IS NULL OR TRY_CAST(s.exit_code AS UBIGINT) <= 2147483647
-             ELSE true END, false) AS ok
-FROM typed
-"""
-
-INSERT_FAST_SQL = """
-INSERT INTO staged
 SELECT line_no, $origin || ':' || line_no, line, md5_number_lower(line),
-       s.repl_id ->> '$', TRY_CAST(s.seq AS BIGINT), epoch_us(try_strptime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')), kind,
-       s.session_id ->> '$', TRY_CAST(s.user_id AS BIGINT), path, TRY_CAST(s.version AS BIGINT),
-       CASE WHEN kind = 'ot' THEN s.ops::VARCHAR END, TRY_CAST(s.crc32 AS UBIGINT), s.author ->> '$',
+       s.repl_id ->> '$', TRY_CAST(s.seq::VARCHAR AS BIGINT), us, kind,
+       s.session_id ->> '$', TRY_CAST(s.user_id::VARCHAR AS BIGINT), path, TRY_CAST(s.version::VARCHAR AS BIGINT),
+       CASE WHEN kind = 'ot' THEN s.ops::VARCHAR END, TRY_CAST(s.crc32::VARCHAR AS UBIGINT), s.author ->> '$',
        s.op ->> '$', dest,
        TRY_CAST(s.range ->> '$.start.line' AS INTEGER), TRY_CAST(s.range ->> '$.start.character' AS INTEGER),
        TRY_CAST(s.range ->> '$.end.line' AS INTEGER), TRY_CAST(s.range ->> '$.end.character' AS INTEGER),
-       TRY_CAST(s.severity AS TINYINT), s.code ->> '$', s.message ->> '$',
-       coalesce(TRY_CAST(s.has_code_action AS BOOLEAN), false),
-       s.language ->> '$', TRY_CAST(s.is_private AS BOOLEAN), s.owner ->> '$', s.title ->> '$'
-FROM fast WHERE ok
+       TRY_CAST(s.severity::VARCHAR AS TINYINT), s.code ->> '$', s.message ->> '$',
+       coalesce(s.has_code_action::VARCHAR = 'true', false),
+       s.language ->> '$', s.is_private::VARCHAR = 'true', s.owner ->> '$', s.title ->> '$'
+FROM typed
+WHERE coalesce(
+       distinct_keys AND starts_with(s.repl_id::VARCHAR, '"') AND s.repl_id::VARCHAR <> '""'
+       AND regexp_full_match(s.seq::VARCHAR, '[0-9]{{1,18}}')
+       AND us IS NOT NULL AND kind IS NOT NULL
+       AND (s.session_id IS NULL OR starts_with(s.session_id::VARCHAR, '"'))
+       AND (s.user_id IS NULL OR regexp_full_match(s.user_id::VARCHAR, '[0-9]{{1,18}}'))
+       AND CASE kind {_KIND_TESTS} END
+       AND (path IS NULL OR {_CLEAN_PATH.format(p='path')})
+       AND CASE kind
+             WHEN 'ot' THEN regexp_full_match(s.version::VARCHAR, '[0-9]{{1,10}}')
+                        AND s.version::VARCHAR::UBIGINT <= 4294967295
+                        AND (s.crc32 IS NULL OR (regexp_full_match(s.crc32::VARCHAR, '[0-9]{{1,10}}')
+                                                 AND s.crc32::VARCHAR::UBIGINT <= 4294967295))
+             WHEN 'file' THEN (s.op ->> '$') IN ('create', 'remove')
+                        OR ((s.op ->> '$') = 'move' AND dest IS NOT NULL AND {_CLEAN_PATH.format(p='dest')})
+             WHEN 'lsp_diagnostic' THEN
+                  {_distinct_keys('s.range')} AND {_distinct_keys("s.range -> '$.start'")}
+                  AND {_distinct_keys("s.range -> '$.end'")}
+                  AND regexp_full_match(s.range -> '$.start.line', '[0-9]{{1,9}}')
+                  AND regexp_full_match(s.range -> '$.start.character', '[0-9]{{1,9}}')
+                  AND regexp_full_match(s.range -> '$.end.line', '[0-9]{{1,9}}')
+                  AND regexp_full_match(s.range -> '$.end.character', '[0-9]{{1,9}}')
+                  AND s.severity::VARCHAR IN ('1', '2', '3', '4')
+             WHEN 'run' THEN s.exit_code IS NULL OR regexp_full_match(s.exit_code::VARCHAR, '[0-9]{{1,9}}')
+             ELSE true END, false)
 """
 
 
@@ -160,12 +167,10 @@ def stage_lines(con, lines: pa.Table, origin: str) -> list[int]:
     """Stage the fast lines of `lines(line_no, line)`; returns the line numbers left for the slow lane."""
     con.register("lines", lines)
     try:
-        con.execute(FAST_SQL)
+        con.execute(FAST_SQL, {"origin": origin})
+        slow = con.execute("SELECT line_no FROM lines ANTI JOIN staged USING (line_no) ORDER BY line_no").fetchall()
     finally:
         con.unregister("lines")
-    con.execute(INSERT_FAST_SQL, {"origin": origin})
-    slow = con.execute("SELECT line_no FROM fast WHERE NOT ok ORDER BY line_no").fetchall()
-    con.execute("DROP TABLE fast")
     return [n for (n,) in slow]
 
 
@@ -215,3 +220,20 @@ def _dumps(event) -> bytes:
         return orjson.dumps(event)
     except TypeError:  # e.g. an integer too large for JSON's usual range
         return repr(event)[:100_000].encode("utf-8", "replace")
+
+
+def decode_record(line: bytes, origin: str) -> Record:
+    try:
+        return Record(origin, decode_json_line(line), None, line)
+    except BadEvent as e:
+        return Record(origin, None, e, line)
+
+
+def quarantine_row(error: BadEvent, origin: str | None, raw: str, h: int, us: int | None) -> tuple:
+    """A quarantine row; the key makes a re-ingest of the same record idempotent."""
+    if error.repl_id is not None and error.seq is not None:
+        key = f"{error.repl_id}/{error.seq}/{h:016x}"
+    else:
+        key = f"line/{h:016x}"
+    return ("ingest", key, error.repl_id, error.seq, error.path, error.version, origin, error.kind, str(error), raw,
+            us)

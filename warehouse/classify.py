@@ -1,0 +1,117 @@
+"""Ingest step 2: classify staged events against the warehouse, and rebuild repls that got late events."""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+
+from events.errors import BadEvent
+from events.validate import validate_event
+
+from .canonical import canonical
+from .stage import decode_record, insert_staged, quarantine_row, stage_records
+
+
+def rebuild_late_repls(con, report) -> list[tuple]:
+    """A new event older than a repl's stored head: restage all the repl's events and re-derive it.
+
+    Returns the restaged records that are still bad (they go back to quarantine).
+    """
+    still_bad: list[tuple] = []
+    late = [r for (r,) in con.execute(
+        """SELECT DISTINCT s.repl_id FROM staged s
+           JOIN (SELECT repl_id, max(seq) AS head FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
+                 GROUP BY repl_id) h ON h.repl_id = s.repl_id
+           WHERE s.seq < h.head
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.repl_id = s.repl_id AND e.seq = s.seq)
+             AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.source = 'ingest'
+                             AND q.key = s.repl_id || '/' || s.seq || '/' || lpad(lower(hex(s.h)), 16, '0'))"""
+    ).fetchall()]
+    for repl_id in late:
+        stored = con.execute("SELECT seq, event FROM events WHERE repl_id = ? ORDER BY seq", [repl_id]).fetchall()
+        held = con.execute(
+            "SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND repl_id = ? AND raw IS NOT NULL",
+            [repl_id]).fetchall()
+        for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics"):
+            con.execute(f"DELETE FROM {table} WHERE repl_id = ?", [repl_id])
+        con.execute("DELETE FROM quarantine WHERE source = 'ingest' AND repl_id = ?", [repl_id])
+        # restaged rows sort before the chunk's own (negative line numbers), so stored content wins
+        records = [(-len(stored) - len(held) + i, decode_record(text.encode(), origin or "warehouse"))
+                   for i, (text, origin) in enumerate([(t, None) for _, t in stored] + held)]
+        rows, bad = stage_records(records)
+        insert_staged(con, rows)
+        still_bad += bad
+        report.repls_rebuilt += 1
+        # restaged records are counted again when written: stored, or quarantined once more
+        report.stored -= len(stored)
+        report.quarantined -= len(held)
+    return still_bad
+
+
+def classify(con, report, quarantine: list[tuple]) -> None:
+    """`cls`: staged rows with status new / dup / qdup / conflict, and effective time us_eff."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE cls AS
+           WITH ranked AS (
+             SELECT *, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
+             FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no))
+           SELECT r.*,
+             CASE WHEN e.event_hash = r.h THEN 'dup'
+                  WHEN e.event_hash IS NOT NULL THEN 'conflict'
+                  WHEN q.key IS NOT NULL THEN 'qdup'
+                  WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
+                  WHEN r.rn > 1 THEN 'conflict'
+                  ELSE 'new' END AS status
+           FROM ranked r
+           LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
+           LEFT JOIN quarantine q ON q.source = 'ingest'
+                AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')"""
+    )
+    conflicts = con.execute(
+        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cls c
+           LEFT JOIN events e ON e.repl_id = c.repl_id AND e.seq = c.seq
+           LEFT JOIN cls f ON f.repl_id = c.repl_id AND f.seq = c.seq AND f.rn = 1 AND c.rn > 1
+           WHERE c.status = 'conflict'"""
+    ).fetchall()
+    same, other = [], []
+    for repl_id, seq, line_no, raw, origin, h, path, stored, first in conflicts:
+        if _canonical(raw) == _canonical(stored if stored is not None else first):
+            same.append((repl_id, seq, line_no))
+        else:
+            other.append((repl_id, seq, line_no))
+            quarantine.append(quarantine_row(BadEvent("duplicate_seq", "another event with this seq and different content "
+                                             "came first", repl_id=repl_id, seq=seq, path=path),
+                                    origin, raw, h, None))
+    for status, keys in (("dup", same), ("rejected", other)):
+        if keys:
+            con.register("k", pa.table({"repl_id": [k[0] for k in keys], "seq": [k[1] for k in keys],
+                                        "line_no": [k[2] for k in keys]}))
+            con.execute(f"""UPDATE cls SET status = '{status}' FROM k
+                            WHERE cls.repl_id = k.repl_id AND cls.seq = k.seq AND cls.line_no = k.line_no""")
+            con.unregister("k")
+    counts = dict(con.execute("SELECT status, count(*) FROM cls GROUP BY status").fetchall())
+    report.duplicates += counts.get("dup", 0)
+    report.already_quarantined += counts.get("qdup", 0)
+    # effective time: the running max of ts in seq order, continuing from what each repl has stored
+    con.execute(
+        """ALTER TABLE cls ADD COLUMN us_eff BIGINT;
+           UPDATE cls SET us_eff = x.us_eff FROM (
+             SELECT c.repl_id, c.seq, greatest(max(c.us) OVER (PARTITION BY c.repl_id ORDER BY c.seq
+                                                   ROWS UNBOUNDED PRECEDING), coalesce(h.head_us, c.us)) AS us_eff
+             FROM cls c LEFT JOIN (
+               SELECT repl_id, max(us) AS head_us FROM (
+                 SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM cls)
+                 UNION ALL
+                 SELECT repl_id, epoch_us(ts) FROM quarantine
+                 WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM cls))
+               GROUP BY repl_id) h ON h.repl_id = c.repl_id
+             WHERE c.status = 'new') x
+           WHERE cls.repl_id = x.repl_id AND cls.seq = x.seq AND cls.status = 'new'"""
+    )
+
+
+def _canonical(text: str) -> bytes | None:
+    try:
+        return canonical(validate_event(orjson.loads(text), trusted_text=True))
+    except (BadEvent, orjson.JSONDecodeError):
+        return None
