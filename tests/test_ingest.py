@@ -149,3 +149,17 @@ def test_a_rebuild_keeps_records_that_are_still_bad_in_quarantine(wh):
     after = wh.con.execute("SELECT key, error_kind FROM quarantine ORDER BY key").fetchall()
     assert [k for k in after if k[0].startswith("r1/1000/")] == [k for k in before if k[0].startswith("r1/1000/")]
     assert [kind for _, kind in after] == ["wrong_type"]  # the version gap healed, the bad record stays
+
+
+def test_a_chunk_larger_than_a_duckdb_row_group(wh, tmp_path):
+    """Over 122,880 records in one transaction (a regression: staged rows once came back unmatched)."""
+    events = [{"repl_id": "big", "seq": 1, "ts": "2024-03-01T12:00:00.000000Z", "kind": "repl",
+               "is_private": False}]
+    for i in range(130_000):
+        ops = [{"insert": "x"}] if i % 2 == 0 else [{"delete": 1}]
+        events.append({"repl_id": "big", "seq": i + 2, "ts": f"2024-03-01T12:{i // 6000 % 60:02d}:00.{i:06d}Z",
+                       "kind": "ot", "path": "a.py", "version": i + 1, "ops": ops})
+    events.append({**events[-1], "seq": 130_002, "version": 130_001, "ops": [{"insert": "ok"}]})
+    report = ingest_files(wh, [write_jsonl(tmp_path / "big.jsonl", events)])
+    assert (report.stored, report.quarantined, report.slow_lane) == (len(events), 0, 0)
+    assert wh.con.execute("SELECT file_at('big', 'a.py', now()), count(*) FROM ot_ops").fetchall() == [("ok", 130_001)]

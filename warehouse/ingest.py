@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from events.errors import BadEvent
+from events.errors import BadEvent, OtlakeError
 from events.readers import Record, read_events
 from events.validate import check_strings
 
@@ -118,8 +118,6 @@ def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
     try:
         fh = open(path, "rb")
     except OSError as e:
-        from events.errors import OtlakeError
-
         raise OtlakeError(f"cannot read {path}: {e.strerror or e}") from e
     chunk = Chunk(origin=str(path))
     with fh:
@@ -221,7 +219,12 @@ def _lines_table(chunk: Chunk) -> tuple[pa.Table, list[int]]:
                 [chunk.line_nos[i] for i in bad])
 
 
+def _counts(report: IngestReport) -> tuple[int, int]:
+    return report.records_in, report.stored + report.duplicates + report.quarantined + report.already_quarantined
+
+
 def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
+    before = _counts(report)
     report.records_in += len(chunk)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -244,6 +247,12 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
         _write(con, quarantine, rejected, report)
         con.execute("DROP TABLE staged")
         con.execute("DROP TABLE cls")
+        after = _counts(report)
+        if after[0] - before[0] != after[1] - before[1]:
+            # never commit a chunk whose records do not all land somewhere
+            raise OtlakeError(
+                f"ingest of {chunk.origin or 'records'} does not reconcile: {after[0] - before[0]} records in, "
+                f"{after[1] - before[1]} stored, duplicate or quarantined; the chunk was rolled back")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -144,13 +144,20 @@ WHERE coalesce(
 """
 
 
+_SQL_TYPES = {pa.int64(): "BIGINT", pa.string(): "VARCHAR", pa.uint64(): "UBIGINT", pa.int32(): "INTEGER",
+              pa.int8(): "TINYINT", pa.bool_(): "BOOLEAN"}
+_STAGED_DDL = ("CREATE OR REPLACE TEMP TABLE staged ("
+               + ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in STAGED) + ")")
+
+
 def create_staged(con) -> None:
-    """An empty `staged` temp table for one chunk."""
-    con.register("staged_schema", STAGED.empty_table())
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT * FROM staged_schema")
-    finally:
-        con.unregister("staged_schema")
+    """An empty `staged` temp table for one chunk.
+
+    Plain DDL on purpose: in DuckDB 2.0 a temp table made by CREATE TABLE AS
+    from an (empty) Arrow table, filled past one row group inside a
+    transaction, gave wrong join results (every row unmatched).
+    """
+    con.execute(_STAGED_DDL)
 
 
 def insert_staged(con, rows: list[dict]) -> None:
