@@ -17,7 +17,7 @@ from events.errors import BadEvent
 
 from .ops import Ops
 
-CHUNK = 2048  # chars; chosen by `make bench` (see BENCHMARKS.md)
+CHUNK = 2048  # chars; a chunk holds up to 2*CHUNK, so an edit copies at most ~4K chars (not swept yet)
 
 
 class TextBuffer:
