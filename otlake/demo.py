@@ -62,7 +62,7 @@ def _show(wh: Warehouse) -> None:
         click.echo(f"  {'>' if n == line else ' '}{n + 1:4} {lines[n]}")
     home = f"OTLAKE_HOME={wh.home} " if str(wh.home) != "otlake-data" else ""
     click.echo(f"""
-Try:
+Try (the CLI is .venv/bin/otlake, or `uv run otlake`):
   {home}otlake sql "SELECT code, count(*) AS n FROM diagnostics GROUP BY code ORDER BY n DESC LIMIT 5"
   {home}otlake sql "SELECT d.message, file_at(d.repl_id, d.path, d.ts) AS code FROM diagnostics d LIMIT 1" --format json
   {home}otlake sql "SELECT * FROM files_at('{repl_id}', TIMESTAMPTZ '{at}')"

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-import ot_replay.buffer as buffer_mod
-from ot_replay.buffer import TextBuffer
 from warehouse.ingest import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
@@ -90,43 +85,3 @@ def test_unusual_but_valid_lines_are_stored(wh, tmp_path):
         {**ev, "seq": 51, "kind": "shell", "extra": 1, "extra_": 2})])
     report = ingest_files(wh, [f])
     assert report.quarantined == 0 and report.stored == 3
-
-
-@pytest.fixture(scope="module")
-def small_chunks():
-    """Tiny chunks so a short document spans many of them."""
-    old = buffer_mod.CHUNK
-    buffer_mod.CHUNK = 5
-    yield
-    buffer_mod.CHUNK = old
-
-
-@settings(max_examples=80)
-@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 30), st.text(max_size=25)), max_size=40))
-def test_cached_crc_matches_after_every_edit(small_chunks, edits):
-    text = "abcdefghijklmnopqrstuvwxyzé😀" * 3
-    buf = TextBuffer(text)
-    for where, dele, ins in edits:
-        ins = ins.encode("utf-8", "replace").decode("utf-8") if ins else ins
-        pos = where % (len(text) + 1)
-        dele = min(dele, len(text) - pos)
-        ops = [op for op in (pos, -dele, ins) if op]
-        buf.apply(ops)
-        text = text[:pos] + ins + text[pos + dele:]
-        assert buf.crc32() == zlib.crc32(text.encode())
-
-
-def test_a_repeated_key_inside_an_op_reads_the_same_in_both_lanes(tmp_path):
-    """orjson keeps the last of repeated keys; the fast lane hands the op list to the same decoder."""
-    import zlib
-
-    from warehouse.ingest import ingest_files
-    from warehouse.store import Warehouse
-
-    line = ('{"repl_id":"r1","seq":1,"ts":"2024-03-01T12:00:01.000000Z","kind":"ot","path":"a.py",'
-            '"version":1,"ops":[{"insert":"a","insert":"b"}],"crc32":%d}' % zlib.crc32(b"b"))
-    (tmp_path / "x.jsonl").write_text(line + "\n")
-    with Warehouse(tmp_path / "w") as wh:
-        report = ingest_files(wh, [tmp_path / "x.jsonl"])
-        assert (report.stored, report.slow_lane) == (1, 0)
-        assert wh.con.execute("SELECT file_at('r1', 'a.py', now())").fetchall() == [("b",)]
