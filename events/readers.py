@@ -70,6 +70,8 @@ def read_jsonl(path: Path) -> Iterator[Record]:
     with fh:
         for number, line in enumerate(fh, 1):
             line = line.rstrip(b"\r\n")
+            if number == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
             if not line.strip():
                 continue
             try:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import orjson
 import pyarrow.parquet as pq
 
 from events.parquet import events_to_table
@@ -163,3 +164,19 @@ def test_a_chunk_larger_than_a_duckdb_row_group(wh, tmp_path):
     report = ingest_files(wh, [write_jsonl(tmp_path / "big.jsonl", events)])
     assert (report.stored, report.quarantined, report.slow_lane) == (len(events), 0, 0)
     assert wh.con.execute("SELECT file_at('big', 'a.py', now()), count(*) FROM ot_ops").fetchall() == [("ok", 130_001)]
+
+
+def test_real_world_file_quirks_are_read_as_the_same_events(wh, tmp_path):
+    """A byte order mark, CRLF line ends, blank lines and other spellings of the same instants."""
+    log = busy_log("r1", 12, 80)
+    clean = write_jsonl(tmp_path / "clean.jsonl", log.events)
+    quirky = [dict(e) for e in log.events]
+    quirky[3]["ts"] = quirky[3]["ts"].replace("Z", "000Z")                     # nanoseconds
+    quirky[4]["ts"] = quirky[4]["ts"].replace("Z", "+00:00")                   # an offset
+    quirky[5]["ts"] = quirky[5]["ts"].replace("T", " ")                       # RFC 3339's space form
+    body = b"\r\n".join(orjson.dumps(e) for e in quirky)
+    (tmp_path / "quirky.jsonl").write_bytes(b"\xef\xbb\xbf" + body.replace(b"\r\n", b"\r\n\r\n", 1) + b"\r\n")
+    report = ingest_files(wh, [tmp_path / "quirky.jsonl"])
+    assert (report.stored, report.quarantined) == (len(log.events), 0)
+    again = ingest_files(wh, [clean])  # the same events spelled plainly: all duplicates
+    assert (again.duplicates, again.stored, again.quarantined) == (len(log.events), 0, 0)

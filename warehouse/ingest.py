@@ -37,6 +37,7 @@ from .stage import create_staged, decode_record, insert_staged, quarantine_row, 
 from .store import Warehouse
 
 CHUNK_RECORDS = 200_000
+_BOM = b"\xef\xbb\xbf"
 DEFAULT_CHECKPOINT_EVERY = 256
 
 _TYPES = {"ts": pa.timestamp("us", tz="UTC"), "seq": pa.int64(), "file_id": pa.int64(), "version": pa.int64(),
@@ -123,6 +124,8 @@ def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
     with fh:
         for number, line in enumerate(fh, 1):
             line = line.rstrip(b"\r\n")
+            if number == 1:
+                line = line.removeprefix(_BOM)  # some Windows tools start UTF-8 files with one
             if not line.strip():
                 continue
             chunk.line_nos.append(number)
