@@ -7,7 +7,8 @@ import zlib
 
 from events.simulator import long_session
 from ot_replay.buffer import TextBuffer
-from ot_replay.ops import apply as apply_join, parse_ops
+from ot_replay.ops import apply as apply_join
+from ot_replay.ops import parse_ops
 
 from .common import median_time, save
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -113,6 +114,8 @@ def read_parquet(path: Path, batch_rows: int = 65_536) -> Iterator[Record]:
             # Parquet gives datetimes for timestamp columns; the contract carries RFC 3339 text
             ts = event.get("ts")
             if ts is not None and not isinstance(ts, str) and hasattr(ts, "isoformat"):
+                if getattr(ts, "tzinfo", 1) is None:  # a timestamp column without a zone: the contract's UTC
+                    ts = ts.replace(tzinfo=timezone.utc)
                 event["ts"] = ts.isoformat()
             yield Record(f"{name}:row {row}", event, None, None)
 

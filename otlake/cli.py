@@ -253,7 +253,9 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
     Example:
       otlake simulate --repls 20 --seed 1 --out sessions.jsonl
     """
-    from events.simulator import long_session as make_long, simulate as make, write_jsonl
+    from events.simulator import long_session as make_long
+    from events.simulator import simulate as make
+    from events.simulator import write_jsonl
 
     events = make_long(long_session, seed, corpus) if long_session else make(repls, seed, corpus)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from events.parquet import events_to_table
@@ -180,3 +181,14 @@ def test_real_world_file_quirks_are_read_as_the_same_events(wh, tmp_path):
     assert (report.stored, report.quarantined) == (len(log.events), 0)
     again = ingest_files(wh, [clean])  # the same events spelled plainly: all duplicates
     assert (again.duplicates, again.stored, again.quarantined) == (len(log.events), 0, 0)
+
+
+def test_parquet_timestamps_without_a_zone_are_utc(wh, tmp_path):
+    log = busy_log("r1", 13, 30)
+    table = events_to_table(log.events)
+    naive = table.column("ts").cast(pa.timestamp("us"))
+    pq.write_table(table.set_column(table.schema.get_field_index("ts"), "ts", naive), tmp_path / "n.parquet")
+    report = ingest_files(wh, [tmp_path / "n.parquet"])
+    assert (report.stored, report.quarantined) == (len(log.events), 0)
+    again = ingest_files(wh, [write_jsonl(tmp_path / "j.jsonl", log.events)])
+    assert again.duplicates == len(log.events)

@@ -33,7 +33,14 @@ from events.validate import check_strings
 from .classify import classify, rebuild_late_repls
 from .projector import COLUMNS, Projector, Rows, resume_files
 from .runs import finish_run, start_run
-from .stage import create_staged, decode_record, insert_staged, quarantine_row, stage_lines, stage_records
+from .stage import (
+    create_staged,
+    decode_record,
+    insert_staged,
+    quarantine_row,
+    stage_lines,
+    stage_records,
+)
 from .store import Warehouse
 
 CHUNK_RECORDS = 200_000
