@@ -26,7 +26,8 @@ def decode_only(path) -> int:
 
 
 def run_one(path, tmp, name: str, repeat: int) -> dict:
-    n = sum(1 for _ in open(path, "rb"))
+    with open(path, "rb") as fh:
+        n = sum(1 for _ in fh)
     times = []
     for i in range(repeat):
         home = tmp / f"{name}-{i}"

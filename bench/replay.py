@@ -75,7 +75,7 @@ def main(edits: int = 250_000, repeat: int = 3) -> dict:
     for name, fn in [("text_buffer", buffer_replay), ("naive_slicing", naive_slicing),
                      ("join_per_packet", join_per_packet), ("text_buffer_with_crc", buffer_replay_crc),
                      ("naive_slicing_with_crc", naive_crc)]:
-        med, runs = median_time(lambda: fn(ops_list), repeat)
+        med, runs = median_time(lambda fn=fn: fn(ops_list), repeat)
         result[name] = {"median_s": round(med, 3), "edits_per_s": round(n / med), "runs_s": [round(t, 3) for t in runs]}
     result["speedup_vs_naive"] = round(result["naive_slicing"]["median_s"] / result["text_buffer"]["median_s"], 2)
     result["speedup_vs_join"] = round(result["join_per_packet"]["median_s"] / result["text_buffer"]["median_s"], 2)

@@ -49,7 +49,7 @@ def main(edits: int = 40_000, ks=(16, 64, 128, 256, 1024, NO_CHECKPOINTS), queri
                 [(repl_id, path, lo, int(rng.random() * span * 1e6)) for _ in range(n_q)])
             sql = "SELECT sum(length(file_at(repl_id, path, t))) FROM q"
             total_chars = wh.con.execute(sql).fetchone()[0]
-            med, runs = median_time(lambda: wh.con.execute(sql).fetchone(), reps)
+            med, runs = median_time(lambda sql=sql: wh.con.execute(sql).fetchone(), reps)
             n_cp = wh.con.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
             result["by_k"][str(k) if k != NO_CHECKPOINTS else "none"] = {
                 "queries": n_q,

@@ -33,7 +33,7 @@ class BadEvent(OtlakeError):
         self.version = version
         super().__init__(self._render())
 
-    def located(self, **where) -> "BadEvent":
+    def located(self, **where) -> BadEvent:
         """Return a copy with missing location fields filled in."""
         fields = {k: getattr(self, k) for k in ("repl_id", "seq", "path", "version")}
         for k, v in where.items():

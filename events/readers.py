@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 
@@ -59,31 +59,36 @@ def decode_json_line(line: bytes) -> dict:
         return value  # valid JSON orjson is stricter about (NaN, huge integers)
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
-    """Records of a JSON Lines file (.jsonl, .ndjson, .json, or any of them .gz)."""
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a JSON Lines file, gzipped or not: no line ends, no blank lines, no BOM."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         fh = opener(path, "rb")
     except OSError as e:
         raise OtlakeError(f"cannot read {path}: {e.strerror or e}") from e
-    name = str(path)
-    loads = orjson.loads
     with fh:
         for number, line in enumerate(fh, 1):
             line = line.rstrip(b"\r\n")
             if number == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
-            if not line.strip():
-                continue
+                line = line.removeprefix(b"\xef\xbb\xbf")  # some Windows tools start UTF-8 files with one
+            if line.strip():
+                yield number, line
+
+
+def read_jsonl(path: Path) -> Iterator[Record]:
+    """Records of a JSON Lines file (.jsonl, .ndjson, .json, or any of them .gz)."""
+    name = str(path)
+    loads = orjson.loads
+    for number, line in iter_lines(path):
+        try:
+            event = loads(line)
+        except orjson.JSONDecodeError:
             try:
-                event = loads(line)
-            except orjson.JSONDecodeError:
-                try:
-                    event = decode_json_line(line)
-                except BadEvent as e:
-                    yield Record(f"{name}:{number}", None, e, line)
-                    continue
-            yield Record(f"{name}:{number}", event, None, line)
+                event = decode_json_line(line)
+            except BadEvent as e:
+                yield Record(f"{name}:{number}", None, e, line)
+                continue
+        yield Record(f"{name}:{number}", event, None, line)
 
 
 def _drop_nulls(value):
@@ -115,7 +120,7 @@ def read_parquet(path: Path, batch_rows: int = 65_536) -> Iterator[Record]:
             ts = event.get("ts")
             if ts is not None and not isinstance(ts, str) and hasattr(ts, "isoformat"):
                 if getattr(ts, "tzinfo", 1) is None:  # a timestamp column without a zone: the contract's UTC
-                    ts = ts.replace(tzinfo=timezone.utc)
+                    ts = ts.replace(tzinfo=UTC)
                 event["ts"] = ts.isoformat()
             yield Record(f"{name}:row {row}", event, None, None)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from .errors import BadEvent
 from .schema import COMMON_REQUIRED, FIELDS, FILE_OPS, UINT32_MAX
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _TYPE_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "object", type(None): "null",
                float: "number"}
@@ -250,9 +250,8 @@ def _check_kind(kind: str, ev: dict, trusted_text: bool, ops: bool) -> None:
                 raise BadEvent("wrong_type", f"snapshot.files[{path!r:.60}] must be a string, got {_type_name(content)}")
             files[normalize_path(path, "snapshot path")] = content
         ev["files"] = files
-    elif kind == "package_install":
-        if not all(isinstance(p, str) for p in ev["packages"]):
-            raise BadEvent("wrong_type", "package_install.packages must be a list of strings")
+    elif kind == "package_install" and not all(isinstance(p, str) for p in ev["packages"]):
+        raise BadEvent("wrong_type", "package_install.packages must be a list of strings")
 
 
 def _check_range(rng: dict) -> None:

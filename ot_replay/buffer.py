@@ -23,7 +23,7 @@ CHUNK = 2048  # chars; a chunk holds up to 2*CHUNK, so an edit copies at most ~4
 class TextBuffer:
     """Mutable text addressed by code point, with OT application."""
 
-    __slots__ = ("_chunks", "_size", "_ci", "_cstart", "_enc", "_crcs", "_dirty")
+    __slots__ = ("_chunks", "_ci", "_crcs", "_cstart", "_dirty", "_enc", "_size")
 
     def __init__(self, text: str = "") -> None:
         self._chunks = [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
@@ -50,10 +50,10 @@ class TextBuffer:
         enc, crcs, i = self._enc, self._crcs, self._dirty
         crc = crcs[i - 1] if i else 0
         del crcs[i:]
-        for i in range(i, len(chunks)):
-            data = enc[i]
+        for j in range(i, len(chunks)):
+            data = enc[j]
             if data is None:
-                data = enc[i] = chunks[i].encode("utf-8")
+                data = enc[j] = chunks[j].encode("utf-8")
             crc = zlib.crc32(data, crc)
             crcs.append(crc)
         self._dirty = len(chunks)
@@ -111,8 +111,7 @@ class TextBuffer:
         chunk = chunks[ci]
         new = chunk[:off] + text + chunk[off:]
         self._size += len(text)
-        if ci < self._dirty:
-            self._dirty = ci
+        self._dirty = min(self._dirty, ci)
         if len(new) <= 2 * CHUNK:
             chunks[ci] = new
             self._enc[ci] = None
@@ -131,8 +130,7 @@ class TextBuffer:
             take = min(n, len(chunk) - off)
             rest = chunk[:off] + chunk[off + take :]
             n -= take
-            if ci < self._dirty:
-                self._dirty = ci
+            self._dirty = min(self._dirty, ci)
             if rest or len(chunks) == 1:
                 chunks[ci] = rest
                 self._enc[ci] = None

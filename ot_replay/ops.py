@@ -81,7 +81,7 @@ def normalize(ops: Ops) -> Ops:
 class _Cursor:
     """Walks an op list, splitting ops; past the end it yields an endless skip."""
 
-    __slots__ = ("ops", "i", "head")
+    __slots__ = ("head", "i", "ops")
 
     def __init__(self, ops: Ops) -> None:
         self.ops = ops

@@ -7,7 +7,7 @@ events: effective time is the running maximum of `ts`).
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from events.validate import validate_event
 

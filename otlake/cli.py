@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -25,7 +25,7 @@ def _parse_instant(value: str | None) -> int:
     from events.validate import parse_ts
 
     if value is None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return int(now.timestamp() * 1_000_000)
     if "T" not in value and len(value) == 10:
         value += "T00:00:00Z"

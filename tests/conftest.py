@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -11,7 +11,7 @@ import pytest
 
 from warehouse.store import Warehouse
 
-BASE = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def ts(seconds: float) -> str:

@@ -37,7 +37,7 @@ def ingested(cli, tmp_path):
 
 
 def test_every_command_has_help_with_an_example(cli):
-    for name, command in main.commands.items():
+    for name in main.commands:
         text = cli(name, "--help").output
         assert "Example" in text and f"otlake {name}" in text, name
 

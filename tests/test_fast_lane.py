@@ -59,16 +59,16 @@ def test_fast_lane_stores_what_the_python_lane_stores(tmp_path):
      "wrong_type"),
     (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"shell","command":"ls","command":5}',
      "wrong_type"),
-    (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"lsp_diagnostic","path":"a.py",'
-     b'"range":{"start":{"line":0,"character":0,"line":-1},"end":{"line":0,"character":1}},"severity":1,'
-     b'"code":null,"message":"m"}', "wrong_type"),
+    ((b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"lsp_diagnostic","path":"a.py",'
+      b'"range":{"start":{"line":0,"character":0,"line":-1},"end":{"line":0,"character":1}},"severity":1,'
+      b'"code":null,"message":"m"}'), "wrong_type"),
     (b'{"repl_id":"r1","seq":50,"ts":"2024-02-30T13:00:00.000000Z","kind":"shell","command":"ls"}', "wrong_type"),
     (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"repl","is_private":1}', "wrong_type"),
     (b'{"repl_id":"","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"shell","command":"ls"}', "wrong_type"),
-    (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"ot","path":"a.py","version":1,'
-     b'"ops":[],"crc32":4294967296}', "wrong_type"),
-    (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"ot","path":"../a.py","version":1,'
-     b'"ops":[]}', "bad_path"),
+    ((b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"ot","path":"a.py","version":1,'
+      b'"ops":[],"crc32":4294967296}'), "wrong_type"),
+    ((b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"ot","path":"../a.py","version":1,'
+      b'"ops":[]}'), "bad_path"),
 ])
 def test_lines_the_fast_lane_must_not_pass(wh, tmp_path, line, kind):
     f = write_jsonl(tmp_path / "in.jsonl", Log().events, [line])

@@ -18,16 +18,16 @@ from __future__ import annotations
 import gc
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from events.errors import BadEvent, OtlakeError
-from events.readers import Record, read_events
+from events.readers import Record, iter_lines, read_events
 from events.validate import check_strings
 
 from .classify import classify, rebuild_late_repls
@@ -44,7 +44,6 @@ from .stage import (
 from .store import Warehouse
 
 CHUNK_RECORDS = 200_000
-_BOM = b"\xef\xbb\xbf"
 DEFAULT_CHECKPOINT_EVERY = 256
 
 _TYPES = {"ts": pa.timestamp("us", tz="UTC"), "seq": pa.int64(), "file_id": pa.int64(), "version": pa.int64(),
@@ -120,26 +119,13 @@ def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
 
 
 def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
-    if path.suffix == ".gz":
-        yield from _record_chunks(read_events(path), size)
-        return
-    try:
-        fh = open(path, "rb")
-    except OSError as e:
-        raise OtlakeError(f"cannot read {path}: {e.strerror or e}") from e
     chunk = Chunk(origin=str(path))
-    with fh:
-        for number, line in enumerate(fh, 1):
-            line = line.rstrip(b"\r\n")
-            if number == 1:
-                line = line.removeprefix(_BOM)  # some Windows tools start UTF-8 files with one
-            if not line.strip():
-                continue
-            chunk.line_nos.append(number)
-            chunk.lines.append(line)
-            if len(chunk.lines) >= size:
-                yield chunk
-                chunk = Chunk(origin=str(path))
+    for number, line in iter_lines(path):
+        chunk.line_nos.append(number)
+        chunk.lines.append(line)
+        if len(chunk.lines) >= size:
+            yield chunk
+            chunk = Chunk(origin=str(path))
     if chunk.lines:
         yield chunk
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Self
 
 import duckdb
 import pyarrow as pa
@@ -100,7 +101,7 @@ class Warehouse:
             self._udf_cursor = None
         self.con.close()
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

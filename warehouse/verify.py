@@ -8,8 +8,8 @@ file_at reads them) against the replay, so a bad projection shows up too.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import orjson
 
