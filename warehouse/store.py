@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from pathlib import Path
@@ -44,6 +45,8 @@ class Warehouse:
         except duckdb.Error as e:
             raise WarehouseError(f"cannot open {self.path}: {e}") from e
         self._udf_cursor = None
+        # a notebook may never close it; DuckDB 2.0 prints leak warnings for what is open at exit
+        atexit.register(self.close)
         self.con.execute("SET TimeZone = 'UTC'")
         if not read_only:
             self._create_schema()
@@ -96,6 +99,8 @@ class Warehouse:
         return TimeTravel(self.con.cursor())
 
     def close(self) -> None:
+        """Close the cursors and the connection (safe to call twice)."""
+        atexit.unregister(self.close)
         if self._udf_cursor is not None:
             self._udf_cursor.close()
             self._udf_cursor = None
