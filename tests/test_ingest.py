@@ -68,6 +68,8 @@ def test_reingest_changes_nothing(wh, tmp_path):
     assert second.duplicates == first.stored and second.already_quarantined == first.quarantined == 1
     runs = wh.con.execute("SELECT stage, status, reconciliation->>'balanced' FROM runs ORDER BY started_at").fetchall()
     assert runs == [("ingest", "done", "true"), ("ingest", "done", "true")]
+    steps = wh.con.execute("SELECT json_keys(timings->'steps') FROM runs ORDER BY started_at LIMIT 1").fetchone()[0]
+    assert sorted(steps) == ["classify", "fold", "read", "stage", "write"]
 
 
 def test_chunk_boundaries_inside_a_repl_resume_file_state(tmp_path):

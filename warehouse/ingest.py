@@ -64,6 +64,7 @@ class IngestReport:
     slow_lane: int = 0
     by_error: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)  # stage, classify, fold, write; the rest is reading
 
     def balanced(self) -> bool:
         return self.records_in == self.stored + self.duplicates + self.quarantined + self.already_quarantined
@@ -184,8 +185,10 @@ def _ingest(wh: Warehouse, chunks: Iterable[Chunk], params: dict, progress, chec
         finish_run(wh.con, run_id, "failed", report.as_dict(), {"seconds": round(report.seconds, 3)})
         raise
     report.seconds = time.perf_counter() - started
+    steps = {k: round(v, 3) for k, v in report.step_seconds.items()}
+    steps["read"] = round(report.seconds - sum(report.step_seconds.values()), 3)
     finish_run(wh.con, run_id, "done", report.as_dict(),
-               {"seconds": round(report.seconds, 3),
+               {"seconds": round(report.seconds, 3), "steps": steps,
                 "records_per_second": round(report.records_in / report.seconds) if report.seconds else None})
     return report
 
@@ -219,7 +222,21 @@ def _counts(report: IngestReport) -> tuple[int, int]:
     return report.records_in, report.stored + report.duplicates + report.quarantined + report.already_quarantined
 
 
+class _StepClock:
+    """Adds the time since the last lap to a step's total (the run's `timings`)."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+        self.last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.totals[step] = self.totals.get(step, 0.0) + now - self.last
+        self.last = now
+
+
 def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
+    clock = _StepClock(report.step_seconds)
     before = _counts(report)
     report.records_in += len(chunk)
     con.execute("BEGIN TRANSACTION")
@@ -236,10 +253,13 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
         report.slow_lane += len(slow)
         rows, bad = stage_records(slow)
         insert_staged(con, rows)
+        clock.lap("stage")
         bad += rebuild_late_repls(con, report)
         quarantine = [quarantine_row(e, origin, raw, h, None) for e, origin, raw, h in bad]
         classify(con, report, quarantine)
+        clock.lap("classify")
         rejected = _fold(con, every, quarantine, report)
+        clock.lap("fold")
         _write(con, quarantine, rejected, report)
         con.execute("DROP TABLE staged")
         con.execute("DROP TABLE cls")
@@ -250,6 +270,7 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
                 f"ingest of {chunk.origin or 'records'} does not reconcile: {after[0] - before[0]} records in, "
                 f"{after[1] - before[1]} stored, duplicate or quarantined; the chunk was rolled back")
         con.execute("COMMIT")
+        clock.lap("write")
     except BaseException:
         con.execute("ROLLBACK")
         raise
