@@ -61,7 +61,7 @@ def decode_json_line(line: bytes) -> dict:
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of a JSON Lines file, gzipped or not: no line ends, no blank lines, no BOM."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
         fh = opener(path, "rb")
     except OSError as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 COMMON_REQUIRED = ("repl_id", "seq", "ts", "kind")
-COMMON_OPTIONAL = ("session_id", "user_id")
 
 # kind -> {field: (types, required)}; None in types means the field may be null
 _STR = (str,)
@@ -34,7 +33,7 @@ FIELDS: dict[str, dict[str, tuple[tuple, bool]]] = {
         "path": (_STR, True),
         "range": ((dict,), True),
         "severity": (_INT, True),
-        "code": (_STR + (type(None),), True),
+        "code": (_STR + (type(None),), False),  # null where the tool gave none
         "message": (_STR, True),
         "has_code_action": (_BOOL, False),
     },

@@ -19,6 +19,7 @@ _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _TYPE_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "object", type(None): "null",
                float: "number"}
 _TS = re.compile(r"(\d{4}-\d\d-\d\d)T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)\.(\d{6})Z")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 _DAYS: dict[str, int] = {}
 _PATHS: dict[str, str] = {}
 
@@ -40,8 +41,10 @@ def parse_ts(value: object) -> int:
             return (((day * 24 + int(m[2])) * 60 + int(m[3])) * 60 + int(m[4])) * 1_000_000 + int(m[5])
     if not isinstance(value, str):
         raise BadEvent("wrong_type", f"ts must be an RFC 3339 string, got {_type_name(value)}")
+    if not _RFC3339.fullmatch(value):  # fromisoformat alone also takes ISO weeks, basic format, no seconds
+        raise BadEvent("wrong_type", f"ts {value!r:.40} is not an RFC 3339 timestamp (e.g. 2024-03-01T12:00:00Z)")
     try:
-        dt = datetime.fromisoformat(value)
+        dt = datetime.fromisoformat(value.upper())
     except ValueError:
         raise BadEvent("wrong_type", f"ts {value!r:.40} is not an RFC 3339 timestamp") from None
     if dt.tzinfo is None:

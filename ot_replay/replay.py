@@ -11,14 +11,15 @@ from collections.abc import Iterable, Iterator
 
 from events.validate import validate_event
 
-from .state import ReplFiles
+from .state import FileState, ReplFiles
 
 
-def _apply(files: ReplFiles, ev: dict) -> None:
+def apply_event(files: ReplFiles, ev: dict) -> FileState | None:
+    """Apply one validated event to the files (other kinds change nothing); the file state for ot."""
     kind = ev["kind"]
     if kind == "ot":
-        files.apply_ot(ev["seq"], ev["path"], ev["version"], ev["_ops"], ev.get("crc32"))
-    elif kind == "file":
+        return files.apply_ot(ev["seq"], ev["path"], ev["version"], ev["_ops"], ev.get("crc32"))
+    if kind == "file":
         if ev["op"] == "create":
             files.create(ev["seq"], ev["path"])
         elif ev["op"] == "move":
@@ -46,7 +47,7 @@ def states_at(events: Iterable[dict], instants: Iterable[int]) -> Iterator[tuple
             target = next(pending, None)
         if target is None:
             return
-        _apply(files, ev)
+        apply_event(files, ev)
     while target is not None:
         yield target, files.snapshot()
         target = next(pending, None)

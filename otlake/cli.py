@@ -108,16 +108,14 @@ def ingest(files: tuple[Path, ...], checkpoint_every: int | None, chunk_records:
     click.echo(f"run {report.run_id}: {report.summary()}")
     click.echo(f"{report.records_in / max(report.seconds, 1e-9):,.0f} records/s; warehouse: "
                f"{Path(wh.path)}")
-    if not report.balanced():
-        raise click.ClickException("reconciliation does not balance")
 
 
 def _count_records(path: Path) -> int:
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":
         return 0
     with open(path, "rb") as fh:
         return sum(1 for line in fh if line.strip())

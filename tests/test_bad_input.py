@@ -20,7 +20,7 @@ def ingest_with(wh, tmp_path, log: Log, bad_lines: list[bytes]):
     other.type("main.py", "ok = 1\n")
     f = write_jsonl(tmp_path / "in.jsonl", log.events + other.events, bad_lines)
     report = ingest_files(wh, [f])
-    assert report.balanced()
+    assert report.records_in == len(log.events) + len(other.events) + len(bad_lines)
     assert rows(wh, "SELECT file_at('r2', 'main.py', now())") == [("ok = 1\n",)]
     assert rows(wh, "SELECT count(*) FROM events WHERE repl_id = 'r2'") == [(len(other.events),)]
     return report
@@ -138,3 +138,12 @@ def test_broken_packet_leaves_other_files_and_repls_alone(wh, tmp_path, log):
     ingest_with(wh, tmp_path, log, [])
     assert rows(wh, "SELECT file_at('r1', 'b.py', now())") == [("cdef",)]
     assert [k for k, *_ in quarantined(wh)] == ["op_past_end"]
+
+
+@pytest.mark.parametrize("ts", ["20240301T120000Z", "2024-W09-5T12:00:00Z", "2024-03-01T12:00Z",
+                                "2024-03-01T12:00:00", "2024-02-30T12:00:00.000000Z", "yesterday"])
+def test_timestamps_that_are_not_rfc_3339(wh, tmp_path, log, ts):
+    ev = {**log.events[0], "seq": 50, "ts": ts, "kind": "shell", "command": "ls"}
+    ingest_with(wh, tmp_path, log, [orjson.dumps(ev)])
+    (q,) = quarantined(wh)
+    assert q[:3] == ("wrong_type", "r1", 50) and "ts" in q[4]

@@ -11,41 +11,43 @@ from events.validate import validate_event
 from .canonical import canonical
 from .stage import decode_record, insert_staged, quarantine_row, stage_records
 
+# The stream of a repl is its stored events plus the events the fold refused (quarantine rows with
+# a `ts`: valid records kept losslessly). Records that failed validation are not part of it.
+_STREAM = """
+    SELECT repl_id, seq FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
+    UNION ALL
+    SELECT repl_id, seq FROM quarantine
+    WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM staged)"""
 
-def rebuild_late_repls(con, report) -> list[tuple]:
-    """A new event older than a repl's stored head: restage all the repl's events and re-derive it.
 
-    Returns the restaged records that are still bad (they go back to quarantine).
+def rebuild_late_repls(con, report) -> None:
+    """A new event older than a repl's stored stream: restage the whole stream and re-derive the repl.
+
+    Restaged rows get negative line numbers: they sort before the chunk's own (stored content wins
+    a tie) and are told apart in the reconciliation, which counts only this run's records.
     """
-    still_bad: list[tuple] = []
     late = [r for (r,) in con.execute(
-        """SELECT DISTINCT s.repl_id FROM staged s
-           JOIN (SELECT repl_id, max(seq) AS head FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
-                 GROUP BY repl_id) h ON h.repl_id = s.repl_id
-           WHERE s.seq < h.head
-             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.repl_id = s.repl_id AND e.seq = s.seq)
-             AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.source = 'ingest'
-                             AND q.key = s.repl_id || '/' || s.seq || '/' || lpad(lower(hex(s.h)), 16, '0'))"""
+        f"""SELECT DISTINCT s.repl_id FROM staged s
+            JOIN (SELECT repl_id, max(seq) AS head FROM ({_STREAM}) GROUP BY repl_id) h ON h.repl_id = s.repl_id
+            WHERE s.seq < h.head AND s.line_no >= 0
+              AND NOT EXISTS (SELECT 1 FROM ({_STREAM}) x WHERE x.repl_id = s.repl_id AND x.seq = s.seq)"""
     ).fetchall()]
     for repl_id in late:
-        stored = con.execute("SELECT seq, event FROM events WHERE repl_id = ? ORDER BY seq", [repl_id]).fetchall()
-        held = con.execute(
-            "SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND repl_id = ? AND raw IS NOT NULL",
-            [repl_id]).fetchall()
+        stream = con.execute(
+            """SELECT event, NULL FROM events WHERE repl_id = ?
+               UNION ALL
+               SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id = ?""",
+            [repl_id, repl_id]).fetchall()
         for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics"):
             con.execute(f"DELETE FROM {table} WHERE repl_id = ?", [repl_id])
-        con.execute("DELETE FROM quarantine WHERE source = 'ingest' AND repl_id = ?", [repl_id])
-        # restaged rows sort before the chunk's own (negative line numbers), so stored content wins
-        records = [(-len(stored) - len(held) + i, decode_record(text.encode(), origin or "warehouse"))
-                   for i, (text, origin) in enumerate([(t, None) for _, t in stored] + held)]
+        con.execute("DELETE FROM quarantine WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id = ?", [repl_id])
+        records = [(i - len(stream), decode_record(text.encode(), origin or "warehouse"))
+                   for i, (text, origin) in enumerate(stream)]
         rows, bad = stage_records(records)
+        # every record of the stream passed validation before; failing now would mean a damaged store
+        assert not bad, f"restaged events of {repl_id} no longer validate: {bad[0][0]}"
         insert_staged(con, rows)
-        still_bad += bad
         report.repls_rebuilt += 1
-        # restaged records are counted again when written: stored, or quarantined once more
-        report.stored -= len(stored)
-        report.quarantined -= len(held)
-    return still_bad
 
 
 def classify(con, report, quarantine: list[tuple]) -> None:
@@ -75,7 +77,8 @@ def classify(con, report, quarantine: list[tuple]) -> None:
     ).fetchall()
     same, other = [], []
     for repl_id, seq, line_no, raw, origin, h, path, stored, first in conflicts:
-        if _canonical(raw) == _canonical(stored if stored is not None else first):
+        mine, theirs = _canonical(raw), _canonical(stored if stored is not None else first)
+        if mine is not None and mine == theirs:
             same.append((repl_id, seq, line_no))
         else:
             other.append((repl_id, seq, line_no))
@@ -89,7 +92,7 @@ def classify(con, report, quarantine: list[tuple]) -> None:
             con.execute(f"""UPDATE cls SET status = '{status}' FROM k
                             WHERE cls.repl_id = k.repl_id AND cls.seq = k.seq AND cls.line_no = k.line_no""")
             con.unregister("k")
-    counts = dict(con.execute("SELECT status, count(*) FROM cls GROUP BY status").fetchall())
+    counts = dict(con.execute("SELECT status, count(*) FROM cls WHERE line_no >= 0 GROUP BY status").fetchall())
     report.duplicates += counts.get("dup", 0)
     report.already_quarantined += counts.get("qdup", 0)
     # effective time: the running max of ts in seq order, continuing from what each repl has stored
@@ -111,7 +114,8 @@ def classify(con, report, quarantine: list[tuple]) -> None:
 
 
 def _canonical(text: str) -> bytes | None:
+    # ops=False: an op list is checked later, in the fold, like for any other event
     try:
-        return canonical(validate_event(orjson.loads(text), trusted_text=True))
+        return canonical(validate_event(orjson.loads(text), trusted_text=True, ops=False))
     except (BadEvent, orjson.JSONDecodeError):
         return None

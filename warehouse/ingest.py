@@ -61,6 +61,8 @@ class IngestReport:
     quarantined: int = 0
     already_quarantined: int = 0
     repls_rebuilt: int = 0
+    rebuilt_stored: int = 0       # events of rebuilt repls, stored again (not records of this run)
+    rebuilt_quarantined: int = 0  # and refused again
     slow_lane: int = 0
     by_error: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
@@ -73,7 +75,8 @@ class IngestReport:
         return {
             "records_in": self.records_in, "stored": self.stored, "duplicates": self.duplicates,
             "quarantined": self.quarantined, "already_quarantined": self.already_quarantined,
-            "repls_rebuilt": self.repls_rebuilt, "slow_lane": self.slow_lane,
+            "repls_rebuilt": self.repls_rebuilt, "rebuilt_stored": self.rebuilt_stored,
+            "rebuilt_quarantined": self.rebuilt_quarantined, "slow_lane": self.slow_lane,
             "quarantined_by_kind": dict(sorted(self.by_error.items())), "balanced": self.balanced(),
         }
 
@@ -242,7 +245,6 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         create_staged(con)
-        bad: list[tuple] = []
         if chunk.lines:
             table, not_utf8 = _lines_table(chunk)
             slow_nos = stage_lines(con, table, chunk.origin) + not_utf8
@@ -254,7 +256,7 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
         rows, bad = stage_records(slow)
         insert_staged(con, rows)
         clock.lap("stage")
-        bad += rebuild_late_repls(con, report)
+        rebuild_late_repls(con, report)
         quarantine = [quarantine_row(e, origin, raw, h, None) for e, origin, raw, h in bad]
         classify(con, report, quarantine)
         clock.lap("classify")
@@ -280,7 +282,7 @@ def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tup
     """Fold the new ot/file events of each repl; returns the rows and the (repl_id, seq) refused."""
     data = con.sql(
         """SELECT c.repl_id, c.seq, c.us_eff, c.kind, c.path, c.version, c.ops, c.crc32, c.author, c.op, c.dest,
-                  c.repl_id IN (SELECT repl_id FROM events) AS resume
+                  c.repl_id IN (SELECT repl_id FROM path_events) AS resume
            FROM cls c WHERE c.status = 'new' AND c.kind IN ('ot', 'file') ORDER BY c.repl_id, c.seq"""
     ).to_arrow_table().to_pydict()
     rows = Rows()
@@ -303,13 +305,13 @@ def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tup
                                           "seq": pa.array([s for _, s in rejected], pa.int64())}))
         try:
             source = {(r, s): rest for r, s, *rest in con.execute(
-                """SELECT c.repl_id, c.seq, c.origin, c.raw, c.h, c.us FROM cls c
+                """SELECT c.repl_id, c.seq, c.origin, c.raw, c.h, c.us, c.line_no < 0 FROM cls c
                    JOIN refused f ON f.repl_id = c.repl_id AND f.seq = c.seq WHERE c.status = 'new'""").fetchall()}
         finally:
             con.unregister("refused")
         for repl_id, seq, error in refused:
-            origin, raw, h, us = source[(repl_id, seq)]
-            quarantine.append(quarantine_row(error, origin, raw, h, us))
+            origin, raw, h, us, restaged = source[(repl_id, seq)]
+            quarantine.append(quarantine_row(error, origin, raw, h, us, restaged))
     return rows, rejected
 
 
@@ -331,10 +333,14 @@ def _write(con, quarantine: list[tuple], folded: tuple[Rows, list[tuple]], repor
     con.execute("UPDATE cls SET status = 'rejected' FROM rejected r WHERE cls.repl_id = r.repl_id "
                 "AND cls.seq = r.seq AND cls.status = 'new'")
     con.unregister("rejected")
-    (stored,) = con.execute(
+    mine, restaged = con.execute(
+        "SELECT count(*) FILTER (line_no >= 0), count(*) FILTER (line_no < 0) FROM cls WHERE status = 'new'"
+    ).fetchone()
+    report.stored += mine
+    report.rebuilt_stored += restaged
+    con.execute(
         """INSERT INTO events SELECT repl_id, seq, make_timestamp(us)::TIMESTAMPTZ, kind, session_id, user_id, path,
-                  raw, h FROM cls WHERE status = 'new'""").fetchone()
-    report.stored += stored
+                  raw, h FROM cls WHERE status = 'new'""")
     con.execute(
         """INSERT INTO diagnostics SELECT repl_id, seq, make_timestamp(us_eff)::TIMESTAMPTZ, path, start_line,
                   start_character, end_line, end_character, severity, code, message, has_code_action
@@ -356,10 +362,11 @@ def _write(con, quarantine: list[tuple], folded: tuple[Rows, list[tuple]], repor
 def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> None:
     if not quarantine:
         return
-    names = ("source", "key", "repl_id", "seq", "path", "version", "origin", "error_kind", "message", "raw", "us")
+    names = ("source", "key", "repl_id", "seq", "path", "version", "origin", "error_kind", "message", "raw", "us",
+             "restaged")
     cols = {n: list(v) for n, v in zip(names, zip(*quarantine))}
     table = pa.table({n: pa.array(cols[n], pa.int64() if n in ("seq", "version", "us") else pa.string())
-                      for n in names})
+                      for n in names[:-1]})
     con.register("q", table)
     existing = {k for (k,) in con.execute(
         "SELECT key FROM quarantine WHERE source = 'ingest' AND key IN (SELECT key FROM q)").fetchall()}
@@ -374,6 +381,9 @@ def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> Non
     seen = set()
     for row in quarantine:
         key, kind = row[1], row[7]
+        if row[-1]:  # a restaged event refused again: not a record of this run
+            report.rebuilt_quarantined += 1
+            continue
         if key in existing or key in seen:
             report.already_quarantined += 1
             continue

@@ -125,8 +125,8 @@ def resume_files(con, repl_id: str) -> ReplFiles:
         return files
     heads = dict(con.execute(
         "SELECT file_id, max(version) FROM ot_ops WHERE repl_id = ? GROUP BY file_id", [repl_id]).fetchall())
-    breaks = dict(con.execute(
-        "SELECT file_id, error_kind FROM file_breaks WHERE repl_id = ?", [repl_id]).fetchall())
+    breaks = {f: (kind, seq) for f, kind, seq in con.execute(
+        "SELECT file_id, error_kind, seq FROM file_breaks WHERE repl_id = ?", [repl_id]).fetchall()}
     cur = con.cursor()
     try:
         texts = TimeTravel(cur).contents([(repl_id, f, heads.get(f, 0)) for _, f in live])
@@ -135,6 +135,7 @@ def resume_files(con, repl_id: str) -> ReplFiles:
     for (path, file_id), text in zip(live, texts):
         state = FileState(file_id=file_id, path=path, buffer=TextBuffer(text), version=heads.get(file_id, 0))
         if file_id in breaks:
-            state.broken = BadEvent(breaks[file_id], "stored break", repl_id=repl_id, path=path)
+            kind, seq = breaks[file_id]
+            state.broken = BadEvent(kind, "stored break", repl_id=repl_id, seq=seq, path=path)
         files.files[path] = state
     return files

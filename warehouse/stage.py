@@ -236,11 +236,16 @@ def decode_record(line: bytes, origin: str) -> Record:
         return Record(origin, None, e, line)
 
 
-def quarantine_row(error: BadEvent, origin: str | None, raw: str, h: int, us: int | None) -> tuple:
-    """A quarantine row; the key makes a re-ingest of the same record idempotent."""
+def quarantine_row(error: BadEvent, origin: str | None, raw: str, h: int, us: int | None,
+                   restaged: bool = False) -> tuple:
+    """A quarantine row (and whether it is a restaged event); the key makes a re-ingest idempotent.
+
+    us is set only for events the fold refused: they passed validation, are kept losslessly in `raw`,
+    and are replayed again when their repl is rebuilt.
+    """
     if error.repl_id is not None and error.seq is not None:
         key = f"{error.repl_id}/{error.seq}/{h:016x}"
     else:
         key = f"line/{h:016x}"
     return ("ingest", key, error.repl_id, error.seq, error.path, error.version, origin, error.kind, str(error), raw,
-            us)
+            us, restaged)

@@ -15,6 +15,7 @@ import orjson
 
 from events.errors import BadEvent
 from events.validate import validate_event
+from ot_replay.replay import apply_event
 from ot_replay.state import ReplFiles
 
 from .runs import finish_run, start_run
@@ -123,26 +124,18 @@ def _verify_repl(wh: Warehouse, travel, repl_id: str, report: VerifyReport) -> N
             continue
         if kind not in ("ot", "file"):
             continue
-        ev = validate_event(ev)
         try:
-            if kind == "ot":
-                state = files.apply_ot(seq, ev["path"], ev["version"], ev["_ops"], ev.get("crc32"))
-                stored = checkpoints.get((state.file_id, state.version))
-                if stored is not None and stored != state.buffer.text():
-                    report.projection_errors.append({
-                        "repl_id": repl_id, "seq": seq, "kind": "checkpoint_mismatch",
-                        "message": f"checkpoint of {state.path} (file {state.file_id}) at version {state.version} "
-                                   "differs from the replay of events"})
-            elif ev["op"] == "create":
-                files.create(seq, ev["path"])
-            elif ev["op"] == "move":
-                files.move(seq, ev["path"], ev["dest"])
-            else:
-                files.remove(seq, ev["path"])
+            state = apply_event(files, validate_event(ev))
         except BadEvent as e:  # stored events were checked at ingest; this means the store is damaged
             report.projection_errors.append({"repl_id": repl_id, "seq": seq, "kind": "replay_error",
                                              "message": str(e)})
             return
+        stored = checkpoints.get((state.file_id, state.version)) if state is not None else None
+        if stored is not None and stored != state.buffer.text():
+            report.projection_errors.append({
+                "repl_id": repl_id, "seq": seq, "kind": "checkpoint_mismatch",
+                "message": f"checkpoint of {state.path} (file {state.file_id}) at version {state.version} "
+                           "differs from the replay of events"})
     for bseq, file_id, path, kind, bus in breaks:
         files.mark_broken(file_id, path, BadEvent(kind, "quarantined packet", repl_id=repl_id, seq=bseq))
         last_us = bus if last_us is None or bus > last_us else last_us
