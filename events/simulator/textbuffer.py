@@ -91,10 +91,6 @@ class LineBuffer:
         column = max(0, min(column, len(current.removesuffix("\n"))))
         self._head, self._tail = current[:column], current[column:]
 
-    def goto_end(self) -> None:
-        """Moves the cursor to the end of the text."""
-        self.goto(self.line_count - 1, len(self.line(self.line_count - 1)))
-
     def insert(self, text: str) -> None:
         """Inserts `text` at the cursor and moves the cursor past it."""
         parts = text.split("\n")
