@@ -224,8 +224,11 @@ def _validate(ev: dict, trusted_text: bool, ops: bool) -> dict:
 
 
 def _check_kind(kind: str, ev: dict, trusted_text: bool, ops: bool) -> None:
-    if "path" in ev and ev["path"] is not None and kind != "snapshot":
-        ev["path"] = normalize_path(ev["path"])
+    path = ev.get("path")
+    if path is not None and kind != "snapshot":
+        if type(path) is not str:  # a kind without a path field may still carry one
+            raise BadEvent("wrong_type", f"{kind}.path must be a string, got {_type_name(path)}")
+        ev["path"] = normalize_path(path)
     if kind == "ot":
         version = ev["version"]
         if not 0 <= version <= UINT32_MAX:

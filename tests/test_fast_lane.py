@@ -69,6 +69,11 @@ def test_fast_lane_stores_what_the_python_lane_stores(tmp_path):
       b'"ops":[],"crc32":4294967296}'), "wrong_type"),
     ((b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"ot","path":"../a.py","version":1,'
       b'"ops":[]}'), "bad_path"),
+    # a kind without a path field may carry one, but then it must be a path
+    (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"run","command":"ls","path":5}',
+     "wrong_type"),
+    (b'{"repl_id":"r1","seq":50,"ts":"2024-03-01T13:00:00.000000Z","kind":"shell","command":"ls","path":"/etc"}',
+     "bad_path"),
 ])
 def test_lines_the_fast_lane_must_not_pass(wh, tmp_path, line, kind):
     f = write_jsonl(tmp_path / "in.jsonl", Log().events, [line])

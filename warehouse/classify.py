@@ -52,27 +52,31 @@ def rebuild_late_repls(con, report) -> None:
 
 def classify(con, report, quarantine: list[tuple]) -> None:
     """`cls`: staged rows with status new / dup / qdup / conflict, and effective time us_eff."""
+    # cls is narrow (the staged rows are not copied); the view `cv` joins it back to them
     con.execute(
         """CREATE OR REPLACE TEMP TABLE cls AS
            WITH ranked AS (
-             SELECT *, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
+             SELECT line_no, repl_id, seq, h, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
              FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no))
-           SELECT r.*,
+           SELECT r.line_no, r.repl_id, r.seq, r.rn,
              CASE WHEN e.event_hash = r.h THEN 'dup'
                   WHEN e.event_hash IS NOT NULL THEN 'conflict'
                   WHEN q.key IS NOT NULL THEN 'qdup'
                   WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
                   WHEN r.rn > 1 THEN 'conflict'
-                  ELSE 'new' END AS status
+                  ELSE 'new' END AS status,
+             NULL::BIGINT AS us_eff
            FROM ranked r
            LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
            LEFT JOIN quarantine q ON q.source = 'ingest'
-                AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')"""
+                AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0');
+           CREATE OR REPLACE TEMP VIEW cv AS
+           SELECT s.*, c.rn, c.status, c.us_eff FROM staged s JOIN cls c USING (line_no)"""
     )
     conflicts = con.execute(
-        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cls c
+        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cv c
            LEFT JOIN events e ON e.repl_id = c.repl_id AND e.seq = c.seq
-           LEFT JOIN cls f ON f.repl_id = c.repl_id AND f.seq = c.seq AND f.rn = 1 AND c.rn > 1
+           LEFT JOIN cv f ON f.repl_id = c.repl_id AND f.seq = c.seq AND f.rn = 1 AND c.rn > 1
            WHERE c.status = 'conflict'"""
     ).fetchall()
     same, other = [], []
@@ -97,11 +101,10 @@ def classify(con, report, quarantine: list[tuple]) -> None:
     report.already_quarantined += counts.get("qdup", 0)
     # effective time: the running max of ts in seq order, continuing from what each repl has stored
     con.execute(
-        """ALTER TABLE cls ADD COLUMN us_eff BIGINT;
-           UPDATE cls SET us_eff = x.us_eff FROM (
-             SELECT c.repl_id, c.seq, greatest(max(c.us) OVER (PARTITION BY c.repl_id ORDER BY c.seq
+        """UPDATE cls SET us_eff = x.us_eff FROM (
+             SELECT c.line_no, greatest(max(c.us) OVER (PARTITION BY c.repl_id ORDER BY c.seq
                                                    ROWS UNBOUNDED PRECEDING), coalesce(h.head_us, c.us)) AS us_eff
-             FROM cls c LEFT JOIN (
+             FROM cv c LEFT JOIN (
                SELECT repl_id, max(us) AS head_us FROM (
                  SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM cls)
                  UNION ALL
@@ -109,7 +112,7 @@ def classify(con, report, quarantine: list[tuple]) -> None:
                  WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM cls))
                GROUP BY repl_id) h ON h.repl_id = c.repl_id
              WHERE c.status = 'new') x
-           WHERE cls.repl_id = x.repl_id AND cls.seq = x.seq AND cls.status = 'new'"""
+           WHERE cls.line_no = x.line_no"""
     )
 
 

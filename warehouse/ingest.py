@@ -44,6 +44,7 @@ from .stage import (
 from .store import Warehouse
 
 CHUNK_RECORDS = 200_000
+SCAN_BATCH = 4096  # rows per Arrow record batch handed to DuckDB
 DEFAULT_CHECKPOINT_EVERY = 256
 
 _TYPES = {"ts": pa.timestamp("us", tz="UTC"), "seq": pa.int64(), "file_id": pa.int64(), "version": pa.int64(),
@@ -206,7 +207,7 @@ def _lines_table(chunk: Chunk) -> tuple[pa.Table, list[int]]:
                                            [None, pa.py_buffer(offsets), pa.py_buffer(blob)])
     nos = pa.array(chunk.line_nos, pa.int64())
     try:
-        return pa.table({"line_no": nos, "line": arr.cast(pa.large_string())}), []
+        return _batched(pa.table({"line_no": nos, "line": arr.cast(pa.large_string())})), []
     except pa.ArrowInvalid:  # some line is not UTF-8: find which, the rest goes on
         good = []
         for i, line in enumerate(chunk.lines):
@@ -217,8 +218,13 @@ def _lines_table(chunk: Chunk) -> tuple[pa.Table, list[int]]:
                 pass
         bad = sorted(set(range(len(chunk.lines))) - set(good))
         keep = pa.array(good, pa.int64())
-        return (pa.table({"line_no": nos.take(keep), "line": arr.take(keep).cast(pa.large_string())}),
+        return (_batched(pa.table({"line_no": nos.take(keep), "line": arr.take(keep).cast(pa.large_string())})),
                 [chunk.line_nos[i] for i in bad])
+
+
+def _batched(table: pa.Table) -> pa.Table:
+    # DuckDB scans an Arrow table in parallel by record batch: one big batch would use one thread
+    return pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH))
 
 
 def _counts(report: IngestReport) -> tuple[int, int]:
@@ -263,8 +269,7 @@ def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
         rejected = _fold(con, every, quarantine, report)
         clock.lap("fold")
         _write(con, quarantine, rejected, report)
-        con.execute("DROP TABLE staged")
-        con.execute("DROP TABLE cls")
+        con.execute("DROP VIEW cv; DROP TABLE cls; DROP TABLE staged")
         after = _counts(report)
         if after[0] - before[0] != after[1] - before[1]:
             # never commit a chunk whose records do not all land somewhere
@@ -283,7 +288,7 @@ def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tup
     data = con.sql(
         """SELECT c.repl_id, c.seq, c.us_eff, c.kind, c.path, c.version, c.ops, c.crc32, c.author, c.op, c.dest,
                   c.repl_id IN (SELECT repl_id FROM path_events) AS resume
-           FROM cls c WHERE c.status = 'new' AND c.kind IN ('ot', 'file') ORDER BY c.repl_id, c.seq"""
+           FROM cv c WHERE c.status = 'new' AND c.kind IN ('ot', 'file') ORDER BY c.repl_id, c.seq"""
     ).to_arrow_table().to_pydict()
     rows = Rows()
     refused: list[tuple] = []
@@ -305,7 +310,7 @@ def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tup
                                           "seq": pa.array([s for _, s in rejected], pa.int64())}))
         try:
             source = {(r, s): rest for r, s, *rest in con.execute(
-                """SELECT c.repl_id, c.seq, c.origin, c.raw, c.h, c.us, c.line_no < 0 FROM cls c
+                """SELECT c.repl_id, c.seq, c.origin, c.raw, c.h, c.us, c.line_no < 0 FROM cv c
                    JOIN refused f ON f.repl_id = c.repl_id AND f.seq = c.seq WHERE c.status = 'new'""").fetchall()}
         finally:
             con.unregister("refused")
@@ -340,15 +345,15 @@ def _write(con, quarantine: list[tuple], folded: tuple[Rows, list[tuple]], repor
     report.rebuilt_stored += restaged
     con.execute(
         """INSERT INTO events SELECT repl_id, seq, make_timestamp(us)::TIMESTAMPTZ, kind, session_id, user_id, path,
-                  raw, h FROM cls WHERE status = 'new'""")
+                  raw, h FROM cv WHERE status = 'new'""")
     con.execute(
         """INSERT INTO diagnostics SELECT repl_id, seq, make_timestamp(us_eff)::TIMESTAMPTZ, path, start_line,
                   start_character, end_line, end_character, severity, code, message, has_code_action
-           FROM cls WHERE status = 'new' AND kind = 'lsp_diagnostic'""")
+           FROM cv WHERE status = 'new' AND kind = 'lsp_diagnostic'""")
     con.execute(
         """INSERT INTO repls
            SELECT repl_id, language, is_private, owner, title, seq, make_timestamp(us)::TIMESTAMPTZ FROM (
-             SELECT * FROM cls WHERE status = 'new' AND kind = 'repl'
+             SELECT * FROM cv WHERE status = 'new' AND kind = 'repl'
              QUALIFY row_number() OVER (PARTITION BY repl_id ORDER BY seq DESC) = 1)
            ON CONFLICT (repl_id) DO UPDATE SET language = excluded.language, is_private = excluded.is_private,
              owner = excluded.owner, title = excluded.title, seq = excluded.seq, ts = excluded.ts

@@ -123,7 +123,7 @@ WHERE coalesce(
        AND (s.session_id IS NULL OR starts_with(s.session_id::VARCHAR, '"'))
        AND (s.user_id IS NULL OR regexp_full_match(s.user_id::VARCHAR, '[0-9]{{1,18}}'))
        AND CASE kind {_KIND_TESTS} END
-       AND (path IS NULL OR {_CLEAN_PATH.format(p='path')})
+       AND (path IS NULL OR (starts_with(s.path::VARCHAR, '"') AND {_CLEAN_PATH.format(p='path')}))
        AND CASE kind
              WHEN 'ot' THEN regexp_full_match(s.version::VARCHAR, '[0-9]{{1,10}}')
                         AND s.version::VARCHAR::UBIGINT <= 4294967295
