@@ -1,4 +1,10 @@
-"""Diagnostics users saw: file states collected during a simulation, linted by one ruff run, logged."""
+"""Diagnostics users saw: file states collected during a simulation, linted in one batch, logged.
+
+The linter is pluggable: `ruff_linter` (one ruff process, this package's
+default) or the meta-LSP (pyright + ruff, lsp_runner.linter), which the CLI
+and the demo use. A linter takes the states and returns, per state, the
+`lsp_diagnostic` fields of the checked file.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .recorder import Recorder
@@ -27,6 +34,24 @@ _ERRORS = {"E999", "F821", "F822", "F823", "F631", "F632", "F633"}
 _HINTS = {"F401", "F841"}  # unused code: shown faded, like pyright's hints
 
 
+@dataclass(frozen=True)
+class LintState:
+    """A file as the user had it, with the repl's other files (so imports between them resolve)."""
+
+    path: str
+    content: str
+    files: Mapping[str, str]  # every file of the repl at that moment, this one included
+
+
+Linter = Callable[[list[LintState]], list[list[dict]]]
+
+
+def ruff_linter(states: list[LintState]) -> list[list[dict]]:
+    """ruff alone, one process for every state: what the simulator logs without the meta-LSP."""
+    rows = lint([(s.path, s.content) for s in states])
+    return [[to_fields(s.path, s.content, row) for row in found] for s, found in zip(states, rows)]
+
+
 @dataclass
 class Check:
     """A file state the language server linted, and where its diagnostics go in the log."""
@@ -37,7 +62,8 @@ class Check:
     requested: int  # len(rec.events) when the state was taken
     anchor: int  # the diagnostics go before rec.events[anchor]
     delay_us: int
-    rows: list[dict] = field(default_factory=list)
+    files: Mapping[str, str] = field(default_factory=dict)
+    found: list[dict] = field(default_factory=list)
 
 
 def find_ruff() -> str:
@@ -117,32 +143,36 @@ def _position(lines: list[str], location: dict) -> tuple[int, int]:
 class DiagnosticLog:
     """Collects the states to lint; `flush` lints them all at once and logs what users saw."""
 
-    def __init__(self, max_per_check: int = 4) -> None:
+    def __init__(self, max_per_check: int = 4, linter: Linter | None = None) -> None:
         self.checks: list[Check] = []
         self.max_per_check = max_per_check
+        self.linter = linter or ruff_linter
 
     def request(
-        self, rec: Recorder, path: str, content: str, later: int = 0, delay_us: int = 0
+        self, rec: Recorder, path: str, content: str, later: int = 0, delay_us: int = 0,
+        files: Mapping[str, str] | None = None,
     ) -> None:
-        """Lints `content` of `path` as it is now; the result is logged `later` events from now."""
+        """Lints `content` of `path` as it is now (beside `files`); the result is logged `later` events on."""
         now = len(rec.events)
-        self.checks.append(Check(rec, path, content, now, now + later, delay_us))
+        tree = dict(files or {})
+        tree[path] = content
+        self.checks.append(Check(rec, path, content, now, now + later, delay_us, tree))
 
     def flush(self) -> None:
-        """Runs ruff once over every requested state and inserts the `lsp_diagnostic` events."""
-        for check, rows in zip(self.checks, lint([(c.path, c.content) for c in self.checks])):
-            check.rows = rows
+        """Lints every requested state in one batch and inserts the `lsp_diagnostic` events."""
+        states = [LintState(c.path, c.content, c.files) for c in self.checks]
+        for check, found in zip(self.checks, self.linter(states) if states else []):
+            check.found = found
         shown: dict[tuple[int, str], set] = {}
         inserts: dict[int, list[tuple]] = {}
         for order, check in enumerate(self.checks):
             key = (id(check.rec), check.path)
             lines = check.content.split("\n")
             fresh, seen = [], set()
-            for row in check.rows:
-                fields = to_fields(check.path, check.content, row)
+            for fields in check.found:
                 line = fields["range"]["start"]["line"]
                 # a diagnostic stays on screen while its line is unchanged: log it when it appears
-                ident = (fields["code"], fields["message"], lines[line])
+                ident = (fields["code"], fields["message"], lines[line] if line < len(lines) else "")
                 seen.add(ident)
                 if ident not in shown.get(key, set()):
                     fresh.append(fields)

@@ -9,7 +9,7 @@ from . import churn
 from .clock import Clock
 from .content import decorate
 from .corpus import load_corpus
-from .diagnostics import DiagnosticLog
+from .diagnostics import DiagnosticLog, Linter
 from .editor import FileEditor
 from .recorder import Recorder
 from .typist import Typist
@@ -34,6 +34,7 @@ def long_session(
     seed: int,
     corpus: pathlib.Path | None = None,
     repl_id: str = "repl-999999-10a9e5",
+    linter: Linter | None = None,
 ) -> list[dict]:
     """Events of one repl whose main.py receives exactly `edits` OT packets.
 
@@ -49,7 +50,7 @@ def long_session(
     rec.emit("file", op="create", path="main.py")
     ed = FileEditor("main.py", rec, rng)
     work = FileWork(ed, _big_module(rng, corpus, min(MAX_FILE_CHARS, 2_000 + edits // 4)), rng)
-    diagnostics = DiagnosticLog(max_per_check=5)
+    diagnostics = DiagnosticLog(max_per_check=5, linter=linter)
     check_every = max(1, edits // CHECKS)
     next_check = [check_every]
 

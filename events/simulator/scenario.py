@@ -174,7 +174,8 @@ class ReplScenario:
         rng = self.rng
         later = rng.randint(1, 5) if rng.random() < 0.1 else 0  # now and then the result is late
         self.diagnostics.request(
-            self.rec, work.ed.path, work.ed.buf.text(), later, rng.randrange(40_000, 900_000)
+            self.rec, work.ed.path, work.ed.buf.text(), later, rng.randrange(40_000, 900_000),
+            files={path: other.ed.buf.text() for path, other in self.works.items()},
         )
 
     def _run(self) -> None:

@@ -5,24 +5,25 @@ from __future__ import annotations
 import pathlib
 
 from .corpus import load_corpus
-from .diagnostics import DiagnosticLog
+from .diagnostics import DiagnosticLog, Linter
 from .scenario import ReplScenario
 
 
-def simulate(repls: int, seed: int, corpus: pathlib.Path | None = None) -> list[dict]:
+def simulate(repls: int, seed: int, corpus: pathlib.Path | None = None, linter: Linter | None = None) -> list[dict]:
     """Events of `repls` simulated repls, ordered by time as a real log would be.
 
     `corpus` is a folder of .py files for users to write; by default small modules of the
-    standard library. The same `seed` gives the same events.
+    standard library. `linter` gives the diagnostics users saw (default: ruff alone; the CLI
+    passes the meta-LSP). The same `seed` and linter give the same events.
     """
     if repls < 0:
         raise ValueError(f"repls must be >= 0, got {repls}")
     source = load_corpus(corpus)
-    diagnostics = DiagnosticLog()
+    diagnostics = DiagnosticLog(linter=linter)
     scenarios = [ReplScenario(index, seed, source, diagnostics) for index in range(repls)]
     for scenario in scenarios:
         scenario.play()
-    diagnostics.flush()  # one ruff process for every repl's file states
+    diagnostics.flush()  # one batch for every repl's file states
     events = [event for scenario in scenarios for event in scenario.rec.numbered()]
     events.sort(key=lambda e: (e["ts"], e["repl_id"], e["seq"]))
     return events
