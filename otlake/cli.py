@@ -11,6 +11,7 @@ import click
 
 from events.errors import BadEvent, OtlakeError
 
+from .lsp_cli import lsp
 from .output import FORMATS, render
 
 HOME_HELP = "Warehouse folder (default: $OTLAKE_HOME, else ./otlake-data)."
@@ -20,7 +21,7 @@ def _home_option(f):
     return click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(f)
 
 
-def _parse_instant(value: str | None) -> int:
+def _parse_instant(value: str | None, option: str = "--at") -> int:
     """RFC 3339 text -> µs since the epoch; None means now."""
     from events.validate import parse_ts
 
@@ -32,7 +33,7 @@ def _parse_instant(value: str | None) -> int:
     try:
         return parse_ts(value)
     except BadEvent as e:
-        raise click.BadParameter(f"{e.detail} (e.g. 2024-03-01T12:00:00Z)", param_hint="--at") from None
+        raise click.BadParameter(f"{e.detail} (e.g. 2024-03-01T12:00:00Z)", param_hint=option) from None
 
 
 class _Progress:
@@ -220,6 +221,127 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
 
 
 @main.command()
+@click.option("--repls", "repls", multiple=True, metavar="ID[,ID...]",
+              help="Only these repls (repeatable, or comma-separated).")
+@click.option("--since", default=None, help="Only diagnostics logged at or after this instant (RFC 3339).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Warm pyright language servers checking in parallel.")
+@click.option("--stylistic", default="ruff[E501],ruff[I001]", show_default=True,
+              help="Rules filtered as stylistic, comma-separated.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a language server may stay silent before it is restarted.")
+@click.option("--batch-snapshots", type=click.IntRange(1), default=64, show_default=True,
+              help="Snapshots per transaction (and per ruff process); a killed run keeps whole batches.")
+@_home_option
+def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: str, timeout: float,
+          batch_snapshots: int, home: str | None) -> None:
+    """Turn logged diagnostics into reproduced (code, diagnostic) pairs.
+
+    Each diagnostic is filtered (private repl, non-Python file, code action,
+    stylistic rule, file too large), or its repl is replayed to that instant
+    and pyright + ruff check the file tree; a diagnostic that reproduces is
+    stored in `pairs`. Diagnostics already decided are skipped, so a killed
+    run picks up where it stopped.
+
+    \b
+    Example:
+      otlake pairs --workers 2
+      otlake pairs --repls repl-000001-ab12cd --since 2024-03-01T00:00:00Z
+    """
+    from warehouse.store import Warehouse
+
+    from .pairs import PairsOptions, build_pairs
+
+    ids = tuple(r for value in repls for r in value.split(",") if r)
+    options = PairsOptions(repls=ids, since_us=_parse_instant(since, "--since") if since else None,
+                           workers=workers, timeout_s=timeout, batch_snapshots=batch_snapshots,
+                           stylistic=tuple(s.strip() for s in stylistic.split(",") if s.strip()))
+    with Warehouse(home) as wh:
+        total = _pending_diagnostics(wh, ids)
+        with _Progress(total, "pairs") as bar:
+            report = build_pairs(wh, options, progress=bar)
+    click.echo(f"run {report.run_id}: {report.summary()}")
+    if report.already_decided:
+        click.echo(f"({report.already_decided} diagnostics were decided by earlier runs and skipped)")
+    rates = report.rates()
+    if rates:
+        click.echo(render(["rule", "checked", "reproduced", "rate"],
+                          [(code, n, k, f"{rate:.0%}") for code, n, k, rate in rates], "table"))
+    click.echo(f"{report.snapshots} snapshots checked in {report.seconds:.1f} s "
+               f"({report.snapshots / max(report.seconds, 1e-9):.1f}/s); {report.pairs_written} new pairs")
+
+
+@main.command()
+@click.option("--source", type=click.Choice(["user", "lm", "both"]), default="user", show_default=True,
+              help="user: mine the user's own later fix; lm: ask an LM; both.")
+@click.option("--lm", "model", default=None,
+              help="Model string dspy.LM accepts (default $OTLAKE_LM_MODEL), e.g. openai/deepseek-coder; "
+                   "api base and key from $OTLAKE_LM_API_BASE / $OTLAKE_LM_API_KEY (or OPENAI_*).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many pairs per source.")
+@click.option("--judge", is_flag=True, help="Also ask the LM to judge each diff that passed the LSP checks.")
+@click.option("--fewshot", type=click.IntRange(0), default=3, show_default=True,
+              help="Verified user fixes shown to the LM as examples.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Warm pyright language servers for the checks.")
+@click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
+              help="LM requests in flight at once.")
+@_home_option
+def synth(source: str, model: str | None, limit: int | None, judge: bool, fewshot: int, workers: int,
+          concurrency: int, home: str | None) -> None:
+    """Make a verified numbered line diff for each pair.
+
+    Every candidate goes through the same chain: a diff is extracted, well
+    formed, applies strictly, changes the code, parses, the language servers
+    no longer report the diagnostic and report no new error (and, with
+    --judge, an LM judge accepts it). Results go to `diffs`, accepted or not,
+    with every step's verdict. Pairs that already have a diff from a source
+    are skipped.
+
+    \b
+    Example:
+      otlake synth                          # user fixes: no LM needed
+      OTLAKE_LM_API_BASE=http://localhost:8000/v1 otlake synth --source lm --lm openai/deepseek-coder
+    """
+    from warehouse.store import Warehouse
+
+    from .synth_stage import SynthOptions, run_synth
+
+    sources = ("user", "lm") if source == "both" else (source,)
+    settings = None
+    if "lm" in sources or judge:
+        from synth.lm import LmSettings
+
+        home_dir = home or os.environ.get("OTLAKE_HOME") or "otlake-data"
+        settings = LmSettings.from_env(model=model, concurrency=concurrency,
+                                       cache_dir=str(Path(home_dir) / "dspy-cache"))
+    options = SynthOptions(sources=sources, lm=settings, limit=limit, judge=judge, fewshot=fewshot,
+                           workers=workers)
+    with Warehouse(home) as wh:
+        total = wh.con.execute("SELECT count(*) FROM pairs").fetchall()[0][0] * len(sources)
+        with _Progress(total, "synth") as bar:
+            report = run_synth(wh, options, progress=bar)
+    click.echo(f"run {report.run_id}:")
+    for line in report.summary():
+        click.echo(f"  {line}")
+    if report.already_done:
+        click.echo(f"  ({report.already_done} pair/source combinations already had a diff and were skipped)")
+    for name, stats in report.by_source.items():
+        steps = stats.as_dict()["steps"]
+        if steps:
+            click.echo(f"\n{name}: acceptance at each verification step")
+            click.echo(render(["step", "reached", "passed", "rate", "main reason for failing"],
+                              [(step, s["reached"], s["passed"], f"{s['rate']:.0%}",
+                                next(iter(s["failed_by_reason"]), "")) for step, s in steps.items()], "table"))
+
+
+def _pending_diagnostics(wh, repls: tuple[str, ...]) -> int:
+    cond = "WHERE d.repl_id IN (SELECT unnest(?::VARCHAR[]))" if repls else ""
+    return wh.con.execute(
+        f"""SELECT count(*) FROM diagnostics d ANTI JOIN pair_checks c ON c.repl_id = d.repl_id AND c.seq = d.seq
+            {cond}""", [list(repls)] if repls else []).fetchone()[0]
+
+
+@main.command()
 @click.option("--repls", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_home_option
@@ -244,18 +366,30 @@ def demo(repls: int, seed: int, home: str | None) -> None:
               help="Folder of .py files to type (default: modules of this Python's standard library).")
 @click.option("--long-session", type=click.IntRange(1), default=None,
               help="Instead: one repl, one file, this many edits (for benchmarks).")
-def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session: int | None) -> None:
+@click.option("--diagnostics", type=click.Choice(["meta-lsp", "ruff"]), default="meta-lsp", show_default=True,
+              help="What users saw: pyright + ruff merged like pyright-extended, or ruff alone (faster).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Warm pyright servers for meta-lsp diagnostics.")
+def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session: int | None, diagnostics: str,
+             workers: int) -> None:
     """Write a realistic session log (JSONL) of simulated repls.
 
     \b
     Example:
       otlake simulate --repls 20 --seed 1 --out sessions.jsonl
+      otlake simulate --repls 200 --diagnostics ruff --out big.jsonl
     """
     from events.simulator import long_session as make_long
     from events.simulator import simulate as make
     from events.simulator import write_jsonl
 
-    events = make_long(long_session, seed, corpus) if long_session else make(repls, seed, corpus)
+    linter = None
+    if diagnostics == "meta-lsp":
+        from lsp_runner.linter import MetaLspLinter
+
+        linter = MetaLspLinter(workers=workers)
+    events = (make_long(long_session, seed, corpus, linter=linter) if long_session
+              else make(repls, seed, corpus, linter=linter))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(events, out)
     kinds: dict[str, int] = {}
@@ -263,6 +397,9 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
         kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
     click.echo(f"wrote {len(events)} events of {len({e['repl_id'] for e in events})} repls to {out} ({summary})")
+
+
+main.add_command(lsp)
 
 
 def run() -> None:

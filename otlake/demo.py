@@ -1,4 +1,4 @@
-"""`otlake demo`: simulate sessions, ingest them, verify, and show what was built."""
+"""`otlake demo`: simulate sessions, ingest, verify, build pairs and user-fix diffs, and show what was built."""
 
 from __future__ import annotations
 
@@ -9,20 +9,25 @@ from warehouse.store import Warehouse
 from warehouse.verify import verify
 
 from .output import render
+from .pairs import PairsOptions, build_pairs
+from .synth_stage import SynthOptions, run_synth
 
-TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "quarantine", "runs")
+TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "pairs", "diffs", "quarantine",
+          "runs")
 
 
-def run_demo(home: str | None, repls: int, seed: int) -> None:
+def run_demo(home: str | None, repls: int, seed: int, workers: int = 2) -> None:
     """The main job on the embedded defaults, narrated."""
     from events.simulator import simulate, write_jsonl
+    from lsp_runner.linter import MetaLspLinter
 
     with Warehouse(home) as wh:
-        log = wh.home / "demo" / f"sessions-{repls}-{seed}.jsonl"
+        log = wh.home / "demo" / f"sessions-{repls}-{seed}-meta-lsp.jsonl"
         if not log.exists():
             log.parent.mkdir(parents=True, exist_ok=True)
-            click.echo(f"1. simulating {repls} repls typed from this Python's standard library (seed {seed}) ...")
-            write_jsonl(simulate(repls, seed), log)
+            click.echo(f"1. simulating {repls} repls typed from this Python's standard library (seed {seed}); "
+                       "what users saw comes from pyright + ruff (the meta-LSP) ...")
+            write_jsonl(simulate(repls, seed, linter=MetaLspLinter(workers=workers)), log)
         else:
             click.echo(f"1. reusing the simulated sessions in {log}")
         click.echo(f"2. ingesting {log} into {wh.path} ...")
@@ -34,6 +39,19 @@ def run_demo(home: str | None, repls: int, seed: int) -> None:
         check = verify(wh)
         click.echo(f"   {check.snapshots} snapshots: {check.matched} match, {len(check.mismatches)} differ, "
                    f"{len(check.projection_errors)} projection errors")
+        click.echo("4. pairs: each logged diagnostic filtered, or its repl replayed to that instant and checked "
+                   "again by pyright + ruff ...")
+        pairs = build_pairs(wh, PairsOptions(workers=workers))
+        click.echo(f"   {pairs.summary()}")
+        rates = pairs.rates()
+        if rates:
+            click.echo("   reproduction rate per rule (logged diagnostics that reached the language servers):")
+            click.echo(render(["rule", "checked", "reproduced", "rate"],
+                              [(c, n, k, f"{r:.0%}") for c, n, k, r in rates[:15]], "table"))
+        click.echo("5. synth: the user's own later fix of each pair, verified (no LM needed) ...")
+        synth = run_synth(wh, SynthOptions(workers=workers))
+        for line in synth.summary():
+            click.echo(f"   {line}")
         _show(wh)
 
 
@@ -68,4 +86,29 @@ Try (the CLI is .venv/bin/otlake, or `uv run otlake`):
   {home}otlake sql "SELECT * FROM files_at('{repl_id}', TIMESTAMPTZ '{at}')"
   {home}otlake replay {repl_id} --at {at} --path {path}
   {home}otlake replay {repl_id} --at {at} --out /tmp/{repl_id}
-  {home}otlake verify""")
+  {home}otlake verify
+  {home}otlake sql "SELECT code, count(*) AS pairs FROM pairs GROUP BY code ORDER BY pairs DESC"
+  {home}otlake sql "SELECT source, accepted, failed_step, count(*) AS n FROM diffs GROUP BY ALL ORDER BY n DESC"
+  {home}otlake lsp check /tmp/{repl_id}""")
+    _show_example(wh)
+
+
+def _show_example(wh: Warehouse) -> None:
+    """One verified user fix, as the training example it becomes (prompt, then response)."""
+    from synth.schema import Prompt, SchemaError, render_prompt, render_response
+
+    row = wh.con.execute(
+        """SELECT p.path, p.content, p.code, p.message, p.start_line, d.diff FROM diffs d JOIN pairs p USING (pair_id)
+           WHERE d.accepted ORDER BY length(d.diff), p.pair_id LIMIT 1""").fetchall()
+    if not row:
+        return
+    path, content, code, message, line, diff = row[0]
+    try:
+        prompt = render_prompt(Prompt(path, content, code, message, line + 1))
+    except SchemaError:
+        return
+    lines = prompt.split("\n")
+    if len(lines) > 24:  # the code block can be long: show its head and the error
+        lines = lines[:10] + ["..."] + lines[-10:]
+    click.echo("\nA verified user fix, as a training example (prompt, then response):")
+    click.echo("\n".join("  " + x for x in lines + render_response(diff).split("\n")))

@@ -90,6 +90,60 @@ TABLES = {
             has_code_action BOOLEAN NOT NULL,
             PRIMARY KEY (repl_id, seq)
         )""",
+    "pairs": """
+        CREATE TABLE IF NOT EXISTS pairs (
+            pair_id VARCHAR PRIMARY KEY,  -- hash of repl, path, ts, code and the diagnostic (range, message)
+            repl_id VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,          -- the logged diagnostic event
+            path VARCHAR NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,      -- the instant the code is replayed to
+            code VARCHAR NOT NULL,        -- pyright[rule] / ruff[CODE]
+            severity TINYINT NOT NULL,
+            message VARCHAR NOT NULL,     -- as logged
+            start_line INTEGER NOT NULL,
+            start_character INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            end_character INTEGER NOT NULL,
+            error_line VARCHAR NOT NULL,  -- the text of start_line
+            content VARCHAR NOT NULL,     -- the whole file at ts
+            reproduced_message VARCHAR NOT NULL,
+            language VARCHAR,
+            owner VARCHAR,
+            title VARCHAR,
+            run_id VARCHAR NOT NULL
+        )""",
+    "pair_checks": """
+        CREATE TABLE IF NOT EXISTS pair_checks (
+            repl_id VARCHAR NOT NULL,     -- one row per logged diagnostic the pairs stage decided on
+            seq BIGINT NOT NULL,
+            outcome VARCHAR NOT NULL,     -- pair, filtered, not_reproduced, quarantined
+            reason VARCHAR,               -- the filter or quarantine reason
+            code VARCHAR,
+            pair_id VARCHAR,
+            run_id VARCHAR NOT NULL,
+            PRIMARY KEY (repl_id, seq)
+        )""",
+    "diffs": """
+        CREATE TABLE IF NOT EXISTS diffs (
+            pair_id VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,      -- user (mined from the user's later edits) or lm
+            model VARCHAR NOT NULL,       -- the LM's model string; 'user' for user fixes
+            diff VARCHAR,                 -- numbered line diff; NULL when there was no candidate
+            fixed VARCHAR,                -- the file after the diff, once it applies
+            accepted BOOLEAN NOT NULL,    -- passed every verification step
+            failed_step VARCHAR,          -- the first step that failed (or no_candidate)
+            reason VARCHAR,
+            verification JSON NOT NULL,   -- every step's result, in order
+            prompt_hash VARCHAR,          -- lm: sha256 of what was sent
+            fewshot_ids JSON,             -- lm: the verified examples shown
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            fix_version BIGINT,           -- user: the file version the fix was taken from
+            fix_ts TIMESTAMPTZ,
+            raw VARCHAR,                  -- lm: the answer as received
+            run_id VARCHAR NOT NULL,
+            PRIMARY KEY (pair_id, source, model)
+        )""",
     "quarantine": """
         CREATE TABLE IF NOT EXISTS quarantine (
             source VARCHAR NOT NULL,   -- the stage: ingest, verify, ...

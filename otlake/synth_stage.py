@@ -1,0 +1,374 @@
+"""The synth stage: a verified numbered line diff for each pair, from the user's own fix or from an LM.
+
+Each pair gets at most one row per (source, model) in `diffs`, accepted or
+not, with every verification result; pairs that already have one are
+skipped, so a killed run resumes. Work goes in batches of pairs: one batch
+is one transaction, and its language-server checks share one pool call
+(and one ruff process).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+import pyarrow as pa
+
+from lsp_runner.config import DEFAULT_CONFIG, LspConfig
+from lsp_runner.diagnostic import Diagnostic, normalize_message
+from lsp_runner.pool import LspPool
+from lsp_runner.snapshot import Snapshot
+from synth.usermine import pause_points, user_diff
+from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
+from warehouse.runs import finish_run, start_run
+from warehouse.store import Warehouse
+
+SOURCES = ("user", "lm")
+USER_MODEL = "user"
+ROUND = 4  # later states per pair checked in one round of user-fix mining
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """Which diffs to make and how."""
+
+    sources: tuple[str, ...] = ("user",)
+    lm: object | None = None          # synth.lm.LmSettings, for source lm
+    limit: int | None = None          # pairs per source, at most
+    judge: bool = False               # ask an LM judge after the LSP steps (needs lm)
+    fewshot: int = 3                  # verified examples shown to the LM
+    workers: int = 1
+    batch_pairs: int = 32
+    config: LspConfig = DEFAULT_CONFIG
+
+
+@dataclass
+class SourceReport:
+    pairs: int = 0
+    accepted: int = 0
+    no_candidate: Counter = field(default_factory=Counter)
+    verifications: list[Verification] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict:
+        return {"pairs": self.pairs, "accepted": self.accepted, "no_candidate": dict(self.no_candidate),
+                "candidates": len(self.verifications), "steps": count_steps(self.verifications),
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class SynthReport:
+    run_id: str
+    already_done: int = 0
+    by_source: dict[str, SourceReport] = field(default_factory=lambda: defaultdict(SourceReport))
+    seconds: float = 0.0
+    verify_seconds: float = 0.0
+    step_seconds: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"already_done": self.already_done, "by_source": {s: r.as_dict() for s, r in self.by_source.items()}}
+
+    def summary(self) -> list[str]:
+        lines = []
+        for source, r in self.by_source.items():
+            none = sum(r.no_candidate.values())
+            lines.append(f"{source}: pairs {r.pairs} = accepted {r.accepted} + rejected "
+                         f"{len(r.verifications) - r.accepted} + no candidate {none}"
+                         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(r.no_candidate.items()))})" if none else ""))
+        return lines
+
+
+@dataclass
+class _Pair:
+    pair_id: str
+    repl_id: str
+    seq: int
+    path: str
+    us: int
+    target: Diagnostic
+    content: str
+
+
+def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int], None] | None = None) -> SynthReport:
+    """Make and verify diffs for every pair that lacks one from each requested source."""
+    con = wh.con
+    for source in options.sources:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; use user, lm or both")
+    params = {"sources": list(options.sources), "limit": options.limit, "judge": options.judge,
+              "model": getattr(options.lm, "model", None), "workers": options.workers}
+    run_id = start_run(con, "synth", params)
+    report = SynthReport(run_id)
+    started = time.perf_counter()
+    try:
+        with LspPool(size=options.workers, config=options.config) as pool:
+            for source in options.sources:
+                model = USER_MODEL if source == "user" else options.lm.model
+                todo, done = _pending(con, source, model, options.limit)
+                report.already_done += done
+                for start in range(0, len(todo), options.batch_pairs):
+                    batch = todo[start : start + options.batch_pairs]
+                    if source == "user":
+                        rows = _user_batch(wh, pool, batch, report)
+                    else:
+                        rows = _lm_batch(wh, pool, batch, options, report)
+                    _write(con, rows, run_id)
+                    if progress:
+                        progress(len(batch))
+    except BaseException:
+        report.seconds = time.perf_counter() - started
+        finish_run(con, run_id, "failed", report.as_dict(), {"seconds": round(report.seconds, 3)})
+        raise
+    report.seconds = time.perf_counter() - started
+    n = sum(len(r.verifications) for r in report.by_source.values())
+    finish_run(con, run_id, "done", report.as_dict(), {
+        "seconds": round(report.seconds, 3), "steps": {k: round(v, 3) for k, v in report.step_seconds.items()},
+        "verified_per_second": round(n / report.verify_seconds, 2) if report.verify_seconds else None})
+    return report
+
+
+def _pending(con, source: str, model: str, limit: int | None) -> tuple[list[_Pair], int]:
+    rows = con.execute(
+        """SELECT p.pair_id, p.repl_id, p.seq, p.path, epoch_us(p.ts), p.code, p.start_line, p.start_character,
+                  p.end_line, p.end_character, p.severity, p.message, p.content, d.pair_id IS NOT NULL
+           FROM pairs p LEFT JOIN diffs d ON d.pair_id = p.pair_id AND d.source = ? AND d.model = ?
+           ORDER BY p.repl_id, p.ts, p.pair_id""", [source, model]).fetchall()
+    todo, done = [], 0
+    for pid, repl_id, seq, path, us, code, sl, sc, el, ec, sev, msg, content, has in rows:
+        if has:
+            done += 1
+        elif limit is None or len(todo) < limit:
+            todo.append(_Pair(pid, repl_id, seq, path, us, Diagnostic(path, code, sl, sc, el, ec, sev, msg), content))
+    return todo, done
+
+
+def _reproduces(result, target: Diagnostic) -> bool:
+    wanted = (target.code, normalize_message(target.message))
+    return any((d.code, normalize_message(d.message)) == wanted for d in result.diagnostics.get(target.path, ()))
+
+
+def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthReport) -> list[dict]:
+    """Mine the user's fix of each pair, then verify the candidates together."""
+    clock = time.perf_counter()
+    travel = wh.travel()
+    try:
+        lineages = travel.lineages_at([p.repl_id for p in batch], [p.path for p in batch], [p.us for p in batch])
+        states = {}
+        for p, lineage in zip(batch, lineages):
+            states[p.pair_id] = []
+            if lineage is None:
+                continue
+            file_id, version = lineage
+            later = wh.con.execute(
+                """SELECT version, epoch_us(ts) FROM ot_ops WHERE repl_id = ? AND file_id = ? AND version > ?
+                   ORDER BY version""", [p.repl_id, file_id, version]).fetchall()
+            picks = [later[i] for i in pause_points([t for _, t in later])]
+            texts = travel.contents([(p.repl_id, file_id, v) for v, _ in picks]) if picks else []
+            states[p.pair_id] = [(v, t, text) for (v, t), text in zip(picks, texts)]
+    finally:
+        travel.cur.close()
+    others = _others(wh, batch)
+    report.step_seconds["replay"] += time.perf_counter() - clock
+    clock = time.perf_counter()
+    fixes: dict[str, tuple[int, int, str] | None] = {}
+    cursor = {p.pair_id: 0 for p in batch}
+    while True:  # rounds: the next few later states of every pair still unresolved
+        snapshots, asked = [], []
+        for p in batch:
+            if p.pair_id in fixes:
+                continue
+            todo = [s for s in states[p.pair_id][cursor[p.pair_id] : cursor[p.pair_id] + ROUND] if s[2] != p.content]
+            cursor[p.pair_id] += ROUND
+            if not todo and cursor[p.pair_id] >= len(states[p.pair_id]):
+                fixes.setdefault(p.pair_id, None)
+                continue
+            for version, us, text in todo:
+                sid = f"{p.pair_id}:{version}"
+                snapshots.append(Snapshot(sid, {**others[p.pair_id], p.path: text}, (p.path,)))
+                asked.append((p, version, us, text, sid))
+        if not snapshots:
+            if all(p.pair_id in fixes for p in batch):
+                break
+            continue
+        results = {r.snapshot_id: r for r in pool.check(snapshots)}
+        for p, version, us, text, sid in asked:
+            result = results.get(sid)
+            if p.pair_id in fixes or result is None or not result.ok:
+                continue
+            if not _reproduces(result, p.target):
+                fixes[p.pair_id] = (version, us, text)
+    report.step_seconds["mine"] += time.perf_counter() - clock
+    rows, candidates = [], []
+    source = report.by_source["user"]
+    for p in batch:
+        source.pairs += 1
+        fix = fixes.get(p.pair_id)
+        diff = None if fix is None else user_diff(p.content, fix[2], p.target.start_line)
+        if fix is None or diff is None:
+            reason = "user_never_fixed" if fix is None else "fix_outside_window"
+            source.no_candidate[reason] += 1
+            rows.append(_row(p, "user", USER_MODEL, Verification(), reason, fix=fix))
+            continue
+        candidates.append((p, verify_static(p.content, diff, is_lm_output=False), fix, {}))
+    rows += _verify_lsp(pool, candidates, others, report, "user")
+    return rows
+
+
+def _verify_lsp(pool: LspPool, candidates: list[tuple], others: dict, report: SynthReport, source: str,
+                model: str = USER_MODEL, judge_settings=None) -> list[dict]:
+    """The LSP steps (and the judge) for every candidate that got through the static ones; the diffs rows."""
+    clock = time.perf_counter()
+    snapshots = []
+    for p, v, _, _ in candidates:
+        if v.failed is None:
+            snapshots += lsp_snapshots(p.pair_id, p.path, p.content, v.fixed, others[p.pair_id])
+    results = {r.snapshot_id: r for r in pool.check(snapshots)} if snapshots else {}
+    for p, v, _, _ in candidates:
+        if v.failed is None:
+            lsp_verdict(v, p.target, results[f"{p.pair_id}:before"], results[f"{p.pair_id}:after"])
+    elapsed = time.perf_counter() - clock
+    report.verify_seconds += elapsed
+    report.step_seconds["verify"] += elapsed
+    if judge_settings is not None:
+        _judge(candidates, judge_settings, report)
+    rows = []
+    stats = report.by_source[source]
+    for p, v, fix, extra in candidates:
+        stats.verifications.append(v)
+        stats.accepted += v.accepted
+        rows.append(_row(p, source, model, v, None, fix=fix, **extra))
+    return rows
+
+
+def _judge(candidates: list[tuple], settings, report: SynthReport) -> None:
+    from synth.judge import judge
+
+    clock = time.perf_counter()
+    todo = [(p, v) for p, v, _, _ in candidates if v.failed is None]
+    verdicts = judge([(p.pair_id, _prompt(p), v.diff, v.fixed) for p, v in todo], settings) if todo else []
+    for (p, v), verdict in zip(todo, verdicts):
+        reason = verdict.error and f"judge_error: {verdict.error}" or verdict.reason
+        v.record("judge", bool(verdict.accepted) and verdict.error is None, "" if verdict.accepted else reason)
+    report.step_seconds["judge"] += time.perf_counter() - clock
+
+
+def _prompt(p: _Pair):
+    from synth.schema import Prompt
+
+    return Prompt(p.path, p.content, p.target.code, p.target.message, p.target.start_line + 1)
+
+
+def _others(wh: Warehouse, batch: list[_Pair]) -> dict[str, dict[str, str]]:
+    """The repl's other files at each pair's instant (imports resolve against them)."""
+    travel = wh.travel()
+    try:
+        out = {}
+        for p in batch:
+            files = travel.files_at(p.repl_id, p.us)
+            out[p.pair_id] = {k: v for k, v in files.items() if v is not None and k != p.path}
+        return out
+    finally:
+        travel.cur.close()
+
+
+def _fewshot(con, exclude: set[str], n: int) -> list:
+    """Verified user fixes to show the LM, deterministic: the accepted ones with the shortest diffs."""
+    from synth.program import FewShotExample
+    from synth.schema import Prompt, SchemaError
+
+    rows = con.execute(
+        """SELECT p.pair_id, p.path, p.content, p.code, p.message, p.start_line, d.diff
+           FROM diffs d JOIN pairs p USING (pair_id)
+           WHERE d.source = 'user' AND d.accepted ORDER BY length(d.diff), p.pair_id LIMIT ?""",
+        [n + len(exclude)]).fetchall()
+    out = []
+    for pid, path, content, code, message, line, diff in rows:
+        if pid in exclude or len(out) >= n:
+            continue
+        try:
+            out.append(FewShotExample(pid, Prompt(path, content, code, message, line + 1), diff))
+        except SchemaError:
+            continue
+    return out
+
+
+def _lm_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], options: SynthOptions,
+              report: SynthReport) -> list[dict]:
+    """Ask the LM for a diff per pair (few-shot from verified user fixes), then verify each answer."""
+    from synth.program import synthesize
+    from synth.schema import SchemaError
+
+    settings = options.lm
+    stats = report.by_source["lm"]
+    rows, prompts, by_id = [], [], {}
+    for p in batch:
+        stats.pairs += 1
+        try:
+            prompts.append((p.pair_id, _prompt(p)))
+            by_id[p.pair_id] = p
+        except SchemaError as e:  # e.g. a file too odd for the sentinel prompt
+            stats.no_candidate["bad_prompt"] += 1
+            rows.append(_row(p, "lm", settings.model, Verification(), "bad_prompt", reason=str(e)))
+    clock = time.perf_counter()
+    examples = _fewshot(wh.con, set(by_id), options.fewshot) if options.fewshot else []
+    answers = synthesize(prompts, settings, fewshot=examples, k=options.fewshot)
+    report.step_seconds["lm"] += time.perf_counter() - clock
+    others = _others(wh, batch)
+    candidates = []
+    for answer in answers:
+        p = by_id[answer.id]
+        stats.prompt_tokens += answer.prompt_tokens
+        stats.completion_tokens += answer.completion_tokens
+        extra = {"prompt_hash": answer.prompt_hash, "fewshot_ids": list(answer.fewshot_ids),
+                 "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                 "raw": answer.raw or answer.text}
+        if answer.error is not None and answer.error not in ("truncated", "unparseable"):
+            stats.no_candidate[f"lm_{answer.error.split(':')[0]}"] += 1
+            rows.append(_row(p, "lm", answer.model, Verification(), "lm_error", reason=answer.error, **extra))
+            continue
+        # a truncated or unparseable answer may still hold a whole diff: the chain decides
+        candidates.append((p, verify_static(p.content, answer.text), None, extra))
+    rows += _verify_lsp(pool, candidates, others, report, "lm", settings.model,
+                        settings if options.judge else None)
+    return rows
+
+
+def _row(p: _Pair, source: str, model: str, v: Verification, no_candidate: str | None, fix=None,
+         reason: str | None = None, **extra) -> dict:
+    failed = v.failed
+    return {
+        "pair_id": p.pair_id, "source": source, "model": model, "diff": v.diff, "fixed": v.fixed,
+        "accepted": v.accepted, "failed_step": no_candidate or (failed.step if failed else None),
+        "reason": reason or (failed.reason if failed else None), "verification": orjson.dumps(v.as_list()).decode(),
+        "prompt_hash": extra.get("prompt_hash"), "fewshot_ids": orjson.dumps(extra.get("fewshot_ids")).decode()
+        if extra.get("fewshot_ids") is not None else None,
+        "prompt_tokens": extra.get("prompt_tokens"), "completion_tokens": extra.get("completion_tokens"),
+        "fix_version": fix[0] if fix else None, "fix_us": fix[1] if fix else None, "raw": extra.get("raw"),
+    }
+
+
+_TYPES = {"accepted": pa.bool_(), "prompt_tokens": pa.int32(), "completion_tokens": pa.int32(),
+          "fix_version": pa.int64(), "fix_us": pa.int64()}
+
+
+def _write(con, rows: list[dict], run_id: str) -> None:
+    if not rows:
+        return
+    table = pa.table({c: pa.array([r[c] for r in rows], _TYPES.get(c, pa.string())) for c in rows[0]})
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("new_diffs", table)
+        con.execute(
+            """INSERT INTO diffs SELECT pair_id, source, model, diff, fixed, accepted, failed_step, reason,
+                      verification, prompt_hash, fewshot_ids, prompt_tokens, completion_tokens, fix_version,
+                      make_timestamp(fix_us)::TIMESTAMPTZ, raw, ? FROM new_diffs ON CONFLICT DO NOTHING""", [run_id])
+        con.unregister("new_diffs")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+

@@ -1,0 +1,97 @@
+"""User-fix mining: the user's own later edit that made a diagnostic go away, as a candidate diff.
+
+From the pair's instant the file is replayed forward. Only states where the
+user stopped typing are looked at (the last version before a pause, and the
+file's last version): mid-word states are full of transient errors. The
+first such state where the diagnostic no longer reproduces is the fix. Its
+diff against the pair's code, restricted to a window of lines around the
+error line, is the candidate: edits elsewhere in the file are other work.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from difflib import SequenceMatcher
+
+from .linediff import render, split_lines
+
+PAUSE_US = 2_000_000  # a gap this long between two packets ends a burst of typing
+WINDOW = 5            # lines on each side of the error line that a user fix may touch
+MAX_STATES = 24       # later states looked at per pair, at most
+_IMPORT = re.compile(r"\s*(import|from)\s+[\w.]+")
+
+
+def pause_points(times_us: list[int], pause_us: int = PAUSE_US, limit: int = MAX_STATES) -> list[int]:
+    """Indices of the versions that end a burst (the next packet comes `pause_us` later, or never)."""
+    out = [i for i in range(len(times_us)) if i + 1 == len(times_us) or times_us[i + 1] - times_us[i] >= pause_us]
+    if len(out) > limit:  # keep the earliest (a fix usually follows soon) and the last
+        out = out[: limit - 1] + out[-1:]
+    return out
+
+
+def _hunks(a: list[str], b: list[str], error_line: int, window: int) -> list[tuple[int, int, list[str]]]:
+    """The changes that could be the fix: (first old line, end, new lines), nearest the error line first."""
+    lo, hi = error_line - window, error_line + window
+    end = len(a) - 1 if a and a[-1] == "" else len(a)  # a final newline leaves an empty last line
+    out = []
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        near = i1 <= hi and max(i2 - 1, i1) >= lo  # an insertion (i1 == i2) touches the line it goes before
+        appended = tag == "insert" and i1 >= end
+        imports = tag == "insert" and all(_IMPORT.match(line) for line in b[j1:j2])
+        if tag == "replace" and i2 >= end:
+            # the last lines rewritten and more typed after them: the rewrite is the fix, the rest typing on
+            j2 = min(j2, j1 + (i2 - i1))
+        if (near and not appended) or imports:
+            out.append((i1, i2, b[j1:j2]))
+    out.sort(key=lambda h: (0 if h[0] <= error_line < max(h[1], h[0] + 1) else min(abs(h[0] - error_line),
+                                                                                    abs(h[1] - 1 - error_line)), h[0]))
+    return out
+
+
+def _with(a: list[str], hunks: list[tuple[int, int, list[str]]]) -> str:
+    out, at = [], 0
+    for i1, i2, lines in sorted(hunks, key=lambda h: h[0]):
+        out += a[at:i1] + lines
+        at = i2
+    return "\n".join(out + a[at:])
+
+
+def _parses(code: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def windowed_fix(old: str, later: str, error_line: int, window: int = WINDOW) -> str | None:
+    """`old` with only the changes of `later` that could be the fix (error_line is 0-based); None if none.
+
+    A change qualifies when it touches lines error_line ± window, except code
+    appended at the end of the file (the user typing on, not fixing: a rewrite
+    of the last lines keeps only as many lines as it replaced), or when it only
+    adds import lines (the fix of a missing import, wherever it goes). The
+    smallest set of qualifying changes, nearest the error line first, that
+    leaves the file parsing is taken; if none does, all of them.
+    """
+    a = split_lines(old)
+    hunks = _hunks(a, split_lines(later), error_line, window)
+    if not hunks:
+        return None
+    for k in range(1, len(hunks)):
+        candidate = _with(a, hunks[:k])
+        if _parses(candidate):
+            return candidate
+    return _with(a, hunks)
+
+
+def user_diff(old: str, later: str, error_line: int, window: int = WINDOW) -> str | None:
+    """The numbered line diff of the windowed fix, or None when the change is outside the window."""
+    fixed = windowed_fix(old, later, error_line, window)
+    return None if fixed is None or fixed == old else render(old, fixed)

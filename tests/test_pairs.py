@@ -1,0 +1,176 @@
+"""The pairs stage on real pyright and ruff processes: filters, reproduction at the logged instant, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from lsp_runner.config import LspConfig
+from otlake.pairs import PairsOptions, build_pairs
+from warehouse.ingest import ingest_events, ingest_files
+from warehouse.store import Warehouse
+
+from .conftest import Log, write_jsonl
+
+ATTR = "pyright[reportAttributeAccessIssue]"
+MAIN = "import turtle\nimport util\n\nscreen = turtle.screen\nutil.nothere()\n"
+
+
+def diag(log: Log, path: str, line: int, code: str, message: str, action: bool = False, severity: int = 1):
+    return log.add("lsp_diagnostic", path=path, range={"start": {"line": line, "character": 0},
+                                                       "end": {"line": line, "character": 5}},
+                   severity=severity, code=code, message=message, has_code_action=action)
+
+
+def scenario() -> list[dict]:
+    """Two repls; each logged diagnostic ends in a different, known place."""
+    log = Log("r1")
+    log.edit("util.py", [{"insert": "def helper(n):\n    return n\n"}])
+    log.edit("main.py", [{"insert": MAIN}])
+    log.edit("big.py", [{"insert": "x = 1\n" * 100}])
+    log.edit("notes.md", [{"insert": "# notes\n"}])
+    diag(log, "main.py", 3, ATTR, '"screen" is not a known attribute of module "turtle"')    # pair
+    diag(log, "main.py", 4, ATTR, "'nothere' is not a known attribute of module 'util'")     # pair: imports resolve
+    diag(log, "main.py", 1, ATTR, '"helper" is not a known attribute of module "util"')      # not reproduced
+    diag(log, "main.py", 3, "ruff[E501]", "Line too long (99 > 88)", severity=2)              # stylistic
+    diag(log, "main.py", 0, "ruff[F401]", "`turtle` imported but unused", action=True)       # code action
+    diag(log, "notes.md", 0, "pyright[error]", "not python")                                  # non-Python file
+    diag(log, "gone.py", 0, "ruff[F821]", "Undefined name `x`")                               # no such file
+    diag(log, "big.py", 0, "ruff[F821]", "Undefined name `x`")                                # too large
+    # the user fixes line 3; the same diagnostic logged afterwards no longer reproduces
+    log.edit("main.py", [{"skip": 43}, {"delete": 6}, {"insert": "Screen()"}])
+    diag(log, "main.py", 3, ATTR, '"screen" is not a known attribute of module "turtle"')    # not reproduced
+    # a packet whose CRC is wrong: the file's content is unknown from then on
+    log.edit("bad.py", [{"insert": "y = z\n"}])
+    broken = log.edit("bad.py", [{"skip": 6}, {"insert": "w = 1\n"}])
+    broken["crc32"] = zlib.crc32(b"something else")
+    diag(log, "bad.py", 0, "ruff[F821]", "Undefined name `z`")                                # content unknown
+    private = Log("r2", private=True)
+    private.edit("main.py", [{"insert": "print(x)\n"}])
+    diag(private, "main.py", 0, "pyright[reportUndefinedVariable]", '"x" is not defined')     # private repl
+    return log.events + private.events
+
+
+OPTIONS = PairsOptions(config=LspConfig(max_file_bytes=300), batch_snapshots=2)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    home = tmp_path_factory.mktemp("pairs") / "wh"
+    with Warehouse(home) as wh:
+        ingest_events(wh, scenario())
+        report = build_pairs(wh, OPTIONS)
+        tables = _dump(wh)
+    return home, report, tables
+
+
+def _dump(wh) -> dict:
+    return {
+        "pairs": wh.con.execute(
+            """SELECT pair_id, repl_id, seq, path, ts, code, severity, message, start_line, error_line, content,
+                      reproduced_message, language, owner, title FROM pairs ORDER BY pair_id""").fetchall(),
+        "pair_checks": wh.con.execute(
+            "SELECT repl_id, seq, outcome, reason, code, pair_id FROM pair_checks ORDER BY repl_id, seq").fetchall(),
+        "quarantine": wh.con.execute(
+            """SELECT key, repl_id, seq, path, error_kind, ts FROM quarantine WHERE source = 'pairs'
+               ORDER BY key""").fetchall(),
+    }
+
+
+def test_each_diagnostic_ends_where_it_should(built):
+    _, report, _ = built
+    assert report.diagnostics_in == 11 and report.balanced()
+    assert report.pairs == 2 and report.pairs_written == 2
+    assert report.not_reproduced == 2
+    assert dict(report.filtered) == {"stylistic_rule": 1, "has_code_action": 1, "non_python_file": 1,
+                                     "file_too_large": 1, "private_repl": 1}
+    assert dict(report.quarantined) == {"file_missing": 1, "file_content_unknown": 1}
+    # four reached the language servers with this rule; two reproduced
+    assert report.rates() == [(ATTR, 4, 2, 0.5)]
+
+
+def test_pairs_hold_the_code_at_the_logged_instant(built):
+    _, _, tables = built
+    rows = {r[8]: r for r in tables["pairs"]}  # by start line
+    assert sorted(rows) == [3, 4]
+    line3, line4 = rows[3], rows[4]
+    assert line3[9] == "screen = turtle.screen" and line3[10] == MAIN  # before the fix, not after
+    assert line4[9] == "util.nothere()"
+    assert line4[11] == '"nothere" is not a known attribute of module "util"'  # what pyright says now
+    assert line3[12:] == ("python3", "ada", "demo")
+    assert len({r[0] for r in tables["pairs"]}) == 2
+
+
+def test_quarantine_names_the_diagnostic(built):
+    _, _, tables = built
+    assert sorted((q[3], q[4]) for q in tables["quarantine"]) == [("bad.py", "file_content_unknown"),
+                                                                  ("gone.py", "file_missing")]
+    assert all(q[0] == f"{q[1]}/{q[2]}" for q in tables["quarantine"])
+
+
+def test_a_second_run_decides_nothing_again(built):
+    home, _, tables = built
+    with Warehouse(home) as wh:
+        again = build_pairs(wh, OPTIONS)
+        assert (again.diagnostics_in, again.already_decided, again.snapshots) == (0, 11, 0)
+        assert _dump(wh) == tables
+        runs = wh.con.execute("SELECT status, reconciliation->>'$.pairs' FROM runs WHERE stage = 'pairs' "
+                              "ORDER BY started_at").fetchall()
+        assert runs == [("done", "2"), ("done", "0")]
+
+
+def test_repls_and_since_narrow_the_run(tmp_path):
+    with Warehouse(tmp_path / "wh") as wh:
+        events = scenario()
+        ingest_events(wh, events)
+        only_private = build_pairs(wh, PairsOptions(repls=("r2",)))
+        assert (only_private.diagnostics_in, dict(only_private.filtered)) == (1, {"private_repl": 1})
+        late_us = wh.con.execute("SELECT epoch_us(max(ts)) FROM diagnostics WHERE repl_id = 'r1'").fetchall()[0][0]
+        last = build_pairs(wh, PairsOptions(since_us=late_us, config=OPTIONS.config))
+        assert (last.diagnostics_in, dict(last.quarantined)) == (1, {"file_content_unknown": 1})
+
+
+def _killed_env(home) -> dict:
+    return {**os.environ, "OTLAKE_HOME": str(home), "OTLAKE_TRACE": "1", "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}
+
+
+def _many_instants() -> list[dict]:
+    log = Log("r3")
+    log.edit("main.py", [{"insert": "import os\n"}])
+    for i in range(8):  # eight instants, each a snapshot of its own
+        log.edit("main.py", [{"skip": len(log.texts["main.py"])}, {"insert": f"v{i} = os.nothing{i}\n"}])
+        diag(log, "main.py", i + 1, ATTR, f'"nothing{i}" is not a known attribute of module "os"')
+    return log.events
+
+
+def test_a_killed_run_restarts_and_ends_like_a_clean_one(tmp_path):
+    f = write_jsonl(tmp_path / "in.jsonl", _many_instants())
+    cmd = [sys.executable, "-m", "otlake", "pairs", "--batch-snapshots", "1"]
+    for name in ("killed", "clean"):
+        with Warehouse(tmp_path / name) as wh:
+            ingest_files(wh, [f])
+    proc = subprocess.Popen(cmd, env=_killed_env(tmp_path / "killed"), stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stderr:
+        if line.startswith("progress"):
+            seen += 1
+            if seen == 3:  # three snapshots decided and committed
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Warehouse(tmp_path / "killed") as wh:
+        partial = wh.con.execute("SELECT count(*) FROM pair_checks").fetchall()[0][0]
+    assert 3 <= partial < 8
+    done = subprocess.run(cmd, env=_killed_env(tmp_path / "killed"), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"diagnostics in {8 - partial} = pairs {8 - partial} " in done.stdout
+    with Warehouse(tmp_path / "killed") as killed, Warehouse(tmp_path / "clean") as clean:
+        build_pairs(clean, PairsOptions())
+        assert _dump(killed) == _dump(clean)
+        assert len(_dump(clean)["pairs"]) == 8
