@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from . import ingest, replay, timetravel
+from . import ingest, pairs, replay, timetravel
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest"}
+    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs"}
     if "replay" in which:
         replay.main()
     if "timetravel" in which:
         timetravel.main()
     if "ingest" in which:
         ingest.main()
+    if "pairs" in which:  # and the synth verification chain on the same warehouse
+        pairs.main()
 
 
 if __name__ == "__main__":

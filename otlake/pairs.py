@@ -26,6 +26,7 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
+from warehouse.history import ReplHistory
 from warehouse.runs import finish_run, start_run
 from warehouse.store import Warehouse
 
@@ -66,6 +67,7 @@ class PairsReport:
     lsp: dict = field(default_factory=dict)
     seconds: float = 0.0
     step_seconds: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)  # pyright seconds per snapshot checked
 
     def balanced(self) -> bool:
         return self.diagnostics_in == (self.pairs + sum(self.filtered.values()) + self.not_reproduced
@@ -221,31 +223,32 @@ def _check_batch(wh: Warehouse, pool: LspPool, batch: dict[tuple[str, int], list
     limit = options.config.max_file_bytes
     decided: list[tuple[_Logged, _Decision]] = []
     snapshots, waiting = [], {}
-    travel = wh.travel()
-    try:
-        for (repl_id, us), items in batch.items():
-            files = travel.files_at(repl_id, us)
-            ready = []
-            for item in items:
-                path = item.diag.path
-                if path not in files:
-                    decided.append((item, _Decision(QUARANTINED, "file_missing")))
-                elif files[path] is None:
-                    decided.append((item, _Decision(QUARANTINED, "file_content_unknown")))
-                elif len(files[path].encode("utf-8", "surrogatepass")) > limit:
-                    decided.append((item, _Decision(FILTERED, "file_too_large")))
-                else:
-                    ready.append(item)
-            if ready:
-                sid = f"{repl_id}@{us}"
-                snapshots.append(Snapshot(sid, {p: c for p, c in files.items() if c is not None},
-                                          tuple(sorted({i.diag.path for i in ready}))))
-                waiting[sid] = (files, ready)
-    finally:
-        travel.cur.close()
+    by_repl: dict[str, list[int]] = defaultdict(list)
+    for repl_id, us in batch:
+        by_repl[repl_id].append(us)
+    states = {(r, us): files for r, instants in by_repl.items()
+              for us, files in ReplHistory(wh.con, r).states_at(instants).items()}
+    for (repl_id, us), items in batch.items():
+        files = states[(repl_id, us)]
+        ready = []
+        for item in items:
+            path = item.diag.path
+            if path not in files:
+                decided.append((item, _Decision(QUARANTINED, "file_missing")))
+            elif files[path] is None:
+                decided.append((item, _Decision(QUARANTINED, "file_content_unknown")))
+            elif len(files[path].encode("utf-8", "surrogatepass")) > limit:
+                decided.append((item, _Decision(FILTERED, "file_too_large")))
+            else:
+                ready.append(item)
+        if ready:
+            sid = f"{repl_id}@{us}"
+            snapshots.append(Snapshot(sid, {p: c for p, c in files.items() if c is not None},
+                                      tuple(sorted({i.diag.path for i in ready}))))
+            waiting[sid] = (files, ready)
     report.step_seconds["replay"] += time.perf_counter() - clock
     clock = time.perf_counter()
-    results = pool.check(snapshots) if snapshots else []
+    results = pool.check(snapshots, progress=lambda r: report.latencies.append(r.seconds)) if snapshots else []
     report.step_seconds["lsp"] += time.perf_counter() - clock
     report.snapshots += len(snapshots)
     for result in results:

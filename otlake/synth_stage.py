@@ -21,8 +21,10 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, normalize_message
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
-from synth.usermine import pause_points, user_diff
+from synth.linediff import render
+from synth.usermine import parses, pause_points, windowed_fix
 from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
+from warehouse.history import ReplHistory
 from warehouse.runs import finish_run, start_run
 from warehouse.store import Warehouse
 
@@ -152,48 +154,34 @@ def _reproduces(result, target: Diagnostic) -> bool:
 
 
 def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthReport) -> list[dict]:
-    """Mine the user's fix of each pair, then verify the candidates together."""
+    """Mine the user's fix of each pair, then verify the candidates together.
+
+    The later states of the pair's file (where the user paused) each give a
+    windowed candidate: the pair's code with only that state's changes near
+    the error line. Distinct candidates that parse are checked in order; the
+    first on which the diagnostic no longer reproduces is the user's fix.
+    """
     clock = time.perf_counter()
-    travel = wh.travel()
-    try:
-        lineages = travel.lineages_at([p.repl_id for p in batch], [p.path for p in batch], [p.us for p in batch])
-        states = {}
-        for p, lineage in zip(batch, lineages):
-            states[p.pair_id] = []
-            if lineage is None:
-                continue
-            file_id, version = lineage
-            later = wh.con.execute(
-                """SELECT version, epoch_us(ts) FROM ot_ops WHERE repl_id = ? AND file_id = ? AND version > ?
-                   ORDER BY version""", [p.repl_id, file_id, version]).fetchall()
-            picks = [later[i] for i in pause_points([t for _, t in later])]
-            texts = travel.contents([(p.repl_id, file_id, v) for v, _ in picks]) if picks else []
-            states[p.pair_id] = [(v, t, text) for (v, t), text in zip(picks, texts)]
-    finally:
-        travel.cur.close()
-    others = _others(wh, batch)
+    others, queues = _mine_candidates(wh, batch)
     report.step_seconds["replay"] += time.perf_counter() - clock
     clock = time.perf_counter()
     fixes: dict[str, tuple[int, int, str] | None] = {}
-    cursor = {p.pair_id: 0 for p in batch}
-    while True:  # rounds: the next few later states of every pair still unresolved
+    while True:  # rounds: the next few candidates of every pair still unresolved
         snapshots, asked = [], []
         for p in batch:
             if p.pair_id in fixes:
                 continue
-            todo = [s for s in states[p.pair_id][cursor[p.pair_id] : cursor[p.pair_id] + ROUND] if s[2] != p.content]
-            cursor[p.pair_id] += ROUND
-            if not todo and cursor[p.pair_id] >= len(states[p.pair_id]):
-                fixes.setdefault(p.pair_id, None)
+            queue = queues[p.pair_id]
+            if not queue:
+                fixes[p.pair_id] = None
                 continue
-            for version, us, text in todo:
+            for version, us, text in queue[:ROUND]:
                 sid = f"{p.pair_id}:{version}"
                 snapshots.append(Snapshot(sid, {**others[p.pair_id], p.path: text}, (p.path,)))
                 asked.append((p, version, us, text, sid))
+            del queue[:ROUND]
         if not snapshots:
-            if all(p.pair_id in fixes for p in batch):
-                break
-            continue
+            break
         results = {r.snapshot_id: r for r in pool.check(snapshots)}
         for p, version, us, text, sid in asked:
             result = results.get(sid)
@@ -207,15 +195,44 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
     for p in batch:
         source.pairs += 1
         fix = fixes.get(p.pair_id)
-        diff = None if fix is None else user_diff(p.content, fix[2], p.target.start_line)
-        if fix is None or diff is None:
-            reason = "user_never_fixed" if fix is None else "fix_outside_window"
-            source.no_candidate[reason] += 1
-            rows.append(_row(p, "user", USER_MODEL, Verification(), reason, fix=fix))
+        if fix is None:
+            source.no_candidate["no_fix_near_the_error"] += 1
+            rows.append(_row(p, "user", USER_MODEL, Verification(), "no_fix_near_the_error"))
             continue
+        diff = render(p.content, fix[2])
         candidates.append((p, verify_static(p.content, diff, is_lm_output=False), fix, {}))
     rows += _verify_lsp(pool, candidates, others, report, "user")
     return rows
+
+
+def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
+    """Per pair: the repl's other files at its instant, and its distinct parsing windowed candidates, in order."""
+    by_repl: dict[str, list[_Pair]] = defaultdict(list)
+    for p in batch:
+        by_repl[p.repl_id].append(p)
+    others, queues = {}, {}
+    for repl_id, pairs in by_repl.items():
+        history = ReplHistory(wh.con, repl_id)
+        states = history.states_at([p.us for p in pairs])
+        for p in pairs:
+            others[p.pair_id] = {k: v for k, v in states[p.us].items() if v is not None and k != p.path}
+            queue: list[tuple[int, int, str]] = []
+            lineage = history.lineage_at(p.path, p.us)
+            if lineage is not None:
+                file_id, version = lineage
+                later = [(v, t) for v, t in history.versions(file_id) if v > version]
+                picks = [later[i] for i in pause_points([t for _, t in later])]
+                texts = history.contents(file_id, [v for v, _ in picks])
+                seen = {p.content}
+                for v, t in picks:
+                    candidate = windowed_fix(p.content, texts[v], p.target.start_line)
+                    if candidate is None or candidate in seen:
+                        continue
+                    seen.add(candidate)
+                    if parses(candidate):  # one that does not parse could never be accepted
+                        queue.append((v, t, candidate))
+            queues[p.pair_id] = queue
+    return others, queues
 
 
 def _verify_lsp(pool: LspPool, candidates: list[tuple], others: dict, report: SynthReport, source: str,
@@ -264,15 +281,15 @@ def _prompt(p: _Pair):
 
 def _others(wh: Warehouse, batch: list[_Pair]) -> dict[str, dict[str, str]]:
     """The repl's other files at each pair's instant (imports resolve against them)."""
-    travel = wh.travel()
-    try:
-        out = {}
-        for p in batch:
-            files = travel.files_at(p.repl_id, p.us)
-            out[p.pair_id] = {k: v for k, v in files.items() if v is not None and k != p.path}
-        return out
-    finally:
-        travel.cur.close()
+    by_repl: dict[str, list[_Pair]] = defaultdict(list)
+    for p in batch:
+        by_repl[p.repl_id].append(p)
+    out = {}
+    for repl_id, pairs in by_repl.items():
+        states = ReplHistory(wh.con, repl_id).states_at([p.us for p in pairs])
+        for p in pairs:
+            out[p.pair_id] = {k: v for k, v in states[p.us].items() if v is not None and k != p.path}
+    return out
 
 
 def _fewshot(con, exclude: set[str], n: int) -> list:

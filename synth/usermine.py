@@ -2,10 +2,12 @@
 
 From the pair's instant the file is replayed forward. Only states where the
 user stopped typing are looked at (the last version before a pause, and the
-file's last version): mid-word states are full of transient errors. The
-first such state where the diagnostic no longer reproduces is the fix. Its
-diff against the pair's code, restricted to a window of lines around the
-error line, is the candidate: edits elsewhere in the file are other work.
+file's last version): mid-word states are full of transient errors. Each
+such state gives a candidate: the pair's code with only that state's changes
+near the error line (`windowed_fix`; edits elsewhere are other work, and
+code typed on at the end of the file is not a fix). The stage checks the
+distinct candidates that parse, in order, with the language servers; the
+first on which the diagnostic no longer reproduces is the user's fix.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def _with(a: list[str], hunks: list[tuple[int, int, list[str]]]) -> str:
     return "\n".join(out + a[at:])
 
 
-def _parses(code: str) -> bool:
+def parses(code: str) -> bool:
+    """Whether the code parses as Python (this interpreter's grammar)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
@@ -86,7 +89,7 @@ def windowed_fix(old: str, later: str, error_line: int, window: int = WINDOW) ->
         return None
     for k in range(1, len(hunks)):
         candidate = _with(a, hunks[:k])
-        if _parses(candidate):
+        if parses(candidate):
             return candidate
     return _with(a, hunks)
 

@@ -114,13 +114,13 @@ def mined(tmp_path_factory):
 def test_user_fixes_are_mined_and_verified(mined):
     _, report, rows = mined
     user = report.by_source["user"]
-    assert (user.pairs, user.accepted, dict(user.no_candidate)) == (3, 1, {"user_never_fixed": 1})
+    assert (user.pairs, user.accepted, dict(user.no_candidate)) == (3, 1, {"no_fix_near_the_error": 1})
     fixed, other, never = rows
     assert fixed[1:3] == (True, None) and fixed[4] == "-3 print(os.pth)\n+3 print(os.path)"
     assert fixed[5] == 3  # the third version of main.py holds the fix
     assert [s["step"] for s in orjson.loads(fixed[6])][-2:] == ["target_gone", "no_new_errors"]
     assert other[1:3] == (False, "no_new_errors") and "undefined_thing" in other[3]
-    assert never[1:3] == (False, "user_never_fixed") and never[4] is None
+    assert never[1:3] == (False, "no_fix_near_the_error") and never[4] is None
 
 
 def test_a_second_synth_run_does_nothing_again(mined):

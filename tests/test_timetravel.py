@@ -104,3 +104,27 @@ def test_sqlalchemy_engine_sees_tables_and_functions(wh, log, tmp_path):
         assert conn.execute(sql_text("SELECT count(*) FROM ot_ops")).scalar() == 2
         assert conn.execute(sql_text("SELECT file_at('r1', 'main.py', now())")).scalar() == "hi"
     engine.dispose()
+
+
+def test_repl_history_agrees_with_file_at_everywhere(wh):
+    """The in-memory fold the pairs and synth stages use equals TimeTravel at every event time, breaks included."""
+    from warehouse.history import ReplHistory
+
+    log = busy_log("h1", 5, 120)
+    bad = log.edit("b.py", [{"insert": "z"}])
+    bad["crc32"] = (bad["crc32"] + 1) % 2**32  # breaks b.py: unknown from here on
+    log.edit("src/c.py", [{"insert": "after the break\n"}])
+    log.remove("src/c.py")
+    log.edit("src/c.py", [{"insert": "again"}])  # a new lineage at the same path
+    ingest_events(wh, log.events)
+    instants = [e for (e,) in wh.con.execute("SELECT DISTINCT epoch_us(ts) FROM events ORDER BY 1").fetchall()]
+    instants = sorted({i + d for i in instants for d in (-1, 0, 1)})
+    states = ReplHistory(wh.con, "h1").states_at(instants)
+    travel = wh.travel()
+    try:
+        expected = {i: travel.files_at("h1", i) for i in instants}
+    finally:
+        travel.cur.close()
+    assert states == expected
+    assert any(s.get("b.py", "") is None for s in states.values())  # the break is visible
+    assert states[instants[-1]]["src/c.py"] == "again"

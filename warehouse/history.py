@@ -1,0 +1,109 @@
+"""One repl's derived history in memory: its files at many instants, and a lineage at many versions, in one pass.
+
+`TimeTravel` answers point queries (a few SQL statements each, about right for
+`file_at` in SQL). A stage that needs the same repl at hundreds of instants
+(pairs, user-fix mining) reads the repl's `path_events`, `ot_ops` and
+`file_breaks` once and folds them forward instead.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+import orjson
+
+from ot_replay.buffer import TextBuffer
+
+
+class ReplHistory:
+    """The repl's path bindings, op stream and breaks, read once."""
+
+    def __init__(self, con, repl_id: str) -> None:
+        self.repl_id = repl_id
+        self.paths = con.execute(
+            "SELECT seq, epoch_us(ts), path, file_id FROM path_events WHERE repl_id = ? ORDER BY seq, path",
+            [repl_id]).fetchall()
+        self.ops = con.execute(
+            "SELECT seq, epoch_us(ts), file_id, version, ops FROM ot_ops WHERE repl_id = ? ORDER BY seq",
+            [repl_id]).fetchall()
+        self.breaks = {f: (s, us) for f, s, us in con.execute(
+            "SELECT file_id, seq, epoch_us(ts) FROM file_breaks WHERE repl_id = ?", [repl_id]).fetchall()}
+        self._by_file: dict[int, list[tuple[int, int, int, str]]] = defaultdict(list)  # version, seq, us, ops
+        for seq, us, file_id, version, ops in self.ops:
+            self._by_file[file_id].append((version, seq, us, ops))
+
+    def states_at(self, instants: list[int]) -> dict[int, dict[str, str | None]]:
+        """{instant: {path: content}} after every event at or before each instant; None where unknown."""
+        # merge path events, packets and breaks by seq; effective times never decrease along seq
+        steps = [(seq, 0, us, ("path", path, file_id)) for seq, us, path, file_id in self.paths]
+        steps += [(seq, 1, us, ("ot", file_id, ops)) for seq, us, file_id, _, ops in self.ops]
+        steps += [(seq, 2, us, ("break", file_id)) for file_id, (seq, us) in self.breaks.items()]
+        steps.sort(key=lambda s: (s[0], s[1]))
+        bound: dict[str, int] = {}
+        buffers: dict[int, TextBuffer] = {}
+        broken: set[int] = set()
+        out: dict[int, dict[str, str | None]] = {}
+        pending = sorted(set(instants))
+        k = 0
+        for _, _, us, step in steps:
+            while k < len(pending) and us > pending[k]:
+                out[pending[k]] = self._snapshot(bound, buffers, broken)
+                k += 1
+            if k == len(pending):
+                break
+            if step[0] == "path":
+                _, path, file_id = step
+                if file_id is None:
+                    bound.pop(path, None)
+                else:
+                    bound[path] = file_id
+            elif step[0] == "ot":
+                _, file_id, ops = step
+                buffers.setdefault(file_id, TextBuffer()).apply(orjson.loads(ops))
+            else:
+                broken.add(step[1])
+        while k < len(pending):
+            out[pending[k]] = self._snapshot(bound, buffers, broken)
+            k += 1
+        return out
+
+    @staticmethod
+    def _snapshot(bound, buffers, broken) -> dict[str, str | None]:
+        return {path: None if f in broken else (buffers[f].text() if f in buffers else "")
+                for path, f in sorted(bound.items())}
+
+    def lineage_at(self, path: str, us: int) -> tuple[int, int] | None:
+        """(file_id, version) of the file at path at the instant; None if there was none."""
+        file_id = None
+        for _, at, p, f in self.paths:
+            if at > us:
+                break
+            if p == path:
+                file_id = f
+        if file_id is None:
+            return None
+        ops = self._by_file.get(file_id, [])
+        times = [t for _, _, t, _ in ops]
+        n = bisect.bisect_right(times, us)
+        return file_id, ops[n - 1][0] if n else 0
+
+    def versions(self, file_id: int) -> list[tuple[int, int]]:
+        """(version, effective µs) of every packet of the lineage, in order (none past a break)."""
+        return [(v, us) for v, _, us, _ in self._by_file.get(file_id, [])]
+
+    def contents(self, file_id: int, versions: list[int]) -> dict[int, str]:
+        """The lineage's text at each version, in one pass over its packets."""
+        wanted = set(versions)
+        out: dict[int, str] = {}
+        if 0 in wanted:
+            out[0] = ""
+        buf = TextBuffer()
+        last = max(wanted, default=0)
+        for version, _, _, ops in self._by_file.get(file_id, []):
+            if version > last:
+                break
+            buf.apply(orjson.loads(ops))
+            if version in wanted:
+                out[version] = buf.text()
+        return out
