@@ -16,7 +16,7 @@ TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostic
           "runs")
 
 
-def run_demo(home: str | None, repls: int, seed: int, workers: int = 2) -> None:
+def run_demo(home: str | None, repls: int, seed: int, workers: int = 1) -> None:
     """The main job on the embedded defaults, narrated."""
     from events.simulator import simulate, write_jsonl
     from lsp_runner.linter import MetaLspLinter
