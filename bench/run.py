@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from . import ingest, pairs, replay, timetravel
+from . import dataset, ingest, pairs, replay, timetravel
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs"}
+    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs", "dataset"}
     if "replay" in which:
         replay.main()
     if "timetravel" in which:
@@ -17,6 +17,8 @@ def main() -> None:
         ingest.main()
     if "pairs" in which:  # and the synth verification chain on the same warehouse
         pairs.main()
+    if "dataset" in which:
+        dataset.main()
 
 
 if __name__ == "__main__":

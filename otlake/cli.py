@@ -11,6 +11,7 @@ import click
 
 from events.errors import BadEvent, OtlakeError
 
+from .dataset_cli import dataset
 from .lsp_cli import lsp
 from .output import FORMATS, render
 
@@ -400,6 +401,7 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
 
 
 main.add_command(lsp)
+main.add_command(dataset)
 
 
 def run() -> None:

@@ -1,4 +1,4 @@
-"""`otlake demo`: simulate sessions, ingest, verify, build pairs and user-fix diffs, and show what was built."""
+"""`otlake demo`: simulate sessions, ingest, verify, build pairs, user-fix diffs and a dataset; show what was built."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from .output import render
 from .pairs import PairsOptions, build_pairs
 from .synth_stage import SynthOptions, run_synth
 
-TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "pairs", "diffs", "quarantine",
-          "runs")
+TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "pairs", "diffs", "datasets",
+          "dataset_examples", "quarantine", "runs")
 
 
 def run_demo(home: str | None, repls: int, seed: int, workers: int = 1) -> None:
@@ -52,7 +52,28 @@ def run_demo(home: str | None, repls: int, seed: int, workers: int = 1) -> None:
         synth = run_synth(wh, SynthOptions(workers=workers))
         for line in synth.summary():
             click.echo(f"   {line}")
+        _build_dataset(wh)
         _show(wh)
+
+
+def _build_dataset(wh: Warehouse) -> None:
+    """6. A training set from the accepted diffs: anonymized, filtered, deduplicated, decontaminated."""
+    from .dataset import DatasetError, DatasetOptions, build_dataset
+    from .dataset_cli import DEBUGBENCH, eval_set_paths
+
+    out = wh.home / "datasets" / "demo"
+    eval_sets = eval_set_paths(None, False, ()) if DEBUGBENCH.exists() else ()
+    against = "DebugBench" if eval_sets else "nothing (DebugBench not found beside the repository)"
+    click.echo(f"6. dataset: accepted diffs anonymized, filtered, deduplicated, decontaminated against {against}, "
+               f"split ...")
+    try:
+        report = build_dataset(wh, "demo", out, DatasetOptions(eval_sets=eval_sets, overwrite=True))
+    except DatasetError as e:  # e.g. nothing accepted in a tiny demo
+        click.echo(f"   no dataset: {e}")
+        return
+    click.echo(f"   {report.summary()}")
+    click.echo(f"   wrote {out}/train.jsonl ({report.train}), eval.jsonl ({report.eval}) and README.md (the card); "
+               "`otlake dataset show demo` describes it")
 
 
 def _show(wh: Warehouse) -> None:
@@ -66,7 +87,7 @@ def _show(wh: Warehouse) -> None:
     sample = con.execute(
         """SELECT d.repl_id, d.path, d.ts, d.code, d.message, d.start_line FROM diagnostics d
            JOIN repls r USING (repl_id) WHERE NOT coalesce(r.is_private, true)
-           ORDER BY d.code LIKE '%E999%', d.repl_id, d.seq LIMIT 1""").fetchone()
+           ORDER BY d.code NOT LIKE 'pyright[report%', d.repl_id, d.seq LIMIT 1""").fetchone()
     if sample is None:
         return
     repl_id, path, ts, code, message, line = sample
@@ -89,7 +110,9 @@ Try (the CLI is .venv/bin/otlake, or `uv run otlake`):
   {home}otlake verify
   {home}otlake sql "SELECT code, count(*) AS pairs FROM pairs GROUP BY code ORDER BY pairs DESC"
   {home}otlake sql "SELECT source, accepted, failed_step, count(*) AS n FROM diffs GROUP BY ALL ORDER BY n DESC"
-  {home}otlake lsp check /tmp/{repl_id}""")
+  {home}otlake lsp check /tmp/{repl_id}
+  {home}otlake dataset show demo
+  {home}otlake dataset build mine --rules pyright[reportUndefinedVariable] --max 50 --seed 1 --out /tmp/mine""")
     _show_example(wh)
 
 

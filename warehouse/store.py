@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from events.errors import OtlakeError
 
+from .dataset_schema import DATASET_TABLES
 from .schema import SCHEMA_VERSION, TABLES, VIEWS
 from .timetravel import TimeTravel
 
@@ -53,7 +54,7 @@ class Warehouse:
         self._register_functions()
 
     def _create_schema(self) -> None:
-        for ddl in TABLES.values():
+        for ddl in (*TABLES.values(), *DATASET_TABLES.values()):
             self.con.execute(ddl)
         for ddl in VIEWS.values():
             self.con.execute(ddl)

@@ -1,0 +1,217 @@
+"""`otlake dataset ...`: build training sets from the warehouse, list them, show one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import orjson
+
+from events.errors import BadEvent, ConfigError, OtlakeError
+
+from .output import FORMATS, render
+
+HOME_HELP = "Warehouse folder (default: $OTLAKE_HOME, else ./otlake-data)."
+# DebugBench beside the repository (../shared/datasets/debugbench); $OTLAKE_DEBUGBENCH overrides it
+DEBUGBENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debugbench"
+
+
+class _DatasetGroup(click.Group):
+    """Turns otlake's own errors into a clean message and exit code 1 (also when run on its own)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OtlakeError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _home_option(f):
+    return click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(f)
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def _instant(value: str | None, option: str) -> int | None:
+    from events.validate import parse_ts
+
+    if value is None:
+        return None
+    if "T" not in value and len(value) == 10:
+        value += "T00:00:00Z"
+    try:
+        return parse_ts(value)
+    except BadEvent as e:
+        raise click.BadParameter(f"{e.detail} (e.g. 2024-03-01T12:00:00Z)", param_hint=option) from None
+
+
+def eval_set_paths(debugbench: str | None, no_debugbench: bool, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """DebugBench (unless switched off) and the other evaluation sets, from options and the environment."""
+    paths = list(extra)
+    paths += [p for p in os.environ.get("OTLAKE_DECONTAMINATE_AGAINST", "").split(os.pathsep) if p]
+    if not no_debugbench:
+        bench = Path(debugbench or os.environ.get("OTLAKE_DEBUGBENCH") or DEBUGBENCH)
+        if not bench.exists():
+            raise ConfigError(f"DebugBench records not found at {bench}: pass --debugbench DIR (or set "
+                              "OTLAKE_DEBUGBENCH), or --no-debugbench to build without decontaminating against it")
+        paths.insert(0, str(bench))
+    return tuple(dict.fromkeys(paths))
+
+
+@click.group(cls=_DatasetGroup)
+def dataset() -> None:
+    """Training sets on demand: hygiene, dedup, decontamination, LLM Foundry JSONL.
+
+    \b
+    Example:
+      otlake dataset build repair-v1 --out datasets/repair-v1
+      otlake dataset build small --rules 'pyright[reportUndefinedVariable]' --max 1000 --out /tmp/small
+      otlake dataset list
+      otlake dataset show repair-v1
+    """
+
+
+@dataset.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for train.jsonl, eval.jsonl and README.md (created; replaced only with --overwrite).")
+@click.option("--since", default=None, help="Only pairs at or after this instant (RFC 3339).")
+@click.option("--until", default=None, help="Only pairs before this instant (RFC 3339).")
+@click.option("--rules", default=None, metavar="R,...", help="Only these rules, e.g. 'ruff[F821],pyright[reportX]'.")
+@click.option("--exclude-rules", default=None, metavar="R,...", help="Leave these rules out.")
+@click.option("--sources", default="user,lm", show_default=True, help="Diff sources: user, lm or both.")
+@click.option("--max", "max_examples", type=click.IntRange(1), default=None,
+              help="At most this many examples (a seeded sample of what survives hygiene).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the sample, the split, the order and the anonymization placeholders.")
+@click.option("--eval-share", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+              help="Share of examples for eval (whole repls: never split between train and eval).")
+@click.option("--dedup-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.85, show_default=True,
+              help="MinHash Jaccard similarity from which two examples are near-duplicates.")
+@click.option("--decontam-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.7, show_default=True,
+              help="MinHash Jaccard similarity to an evaluation record from which an example is dropped.")
+@click.option("--ngram", type=click.IntRange(5), default=13, show_default=True,
+              help="Tokens in a run shared with an evaluation record that drops an example.")
+@click.option("--debugbench", type=click.Path(exists=True), default=None,
+              help=f"DebugBench records to decontaminate against (default $OTLAKE_DEBUGBENCH, else {DEBUGBENCH}).")
+@click.option("--no-debugbench", is_flag=True, help="Do not decontaminate against DebugBench.")
+@click.option("--decontaminate-against", "extra", multiple=True, type=click.Path(exists=True),
+              help="Another evaluation set: a JSON or JSONL file or a folder of them (repeatable; also "
+                   "$OTLAKE_DECONTAMINATE_AGAINST, separated by ':').")
+@click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default=True,
+              help="Processes for the per-example steps (big builds only).")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset of the same name and the files in --out.")
+@_home_option
+def build(name: str, out: Path, since: str | None, until: str | None, rules: str | None, exclude_rules: str | None,
+          sources: str, max_examples: int | None, seed: int, eval_share: float, dedup_threshold: float,
+          decontam_threshold: float, ngram: int, debugbench: str | None, no_debugbench: bool,
+          extra: tuple[str, ...], workers: int, overwrite: bool, home: str | None) -> None:
+    """Build a training set from accepted diffs and register it.
+
+    Private repls are dropped; then auto-generated, minified and Python 2
+    files and unparseable fixes; e-mails, IP addresses and secrets are
+    replaced by placeholders; examples that overlap the evaluation sets,
+    exact and near duplicates are dropped; whole repls go to eval. Every
+    drop is counted by reason in DIR/README.md, the dataset card. The same
+    warehouse, options and seed give byte-identical files.
+
+    \b
+    Example:
+      otlake dataset build repair-v1 --out datasets/repair-v1
+      otlake dataset build recent --since 2024-03-01 --sources user --max 5000 --seed 7 --out /tmp/recent
+    """
+    from warehouse.store import Warehouse
+
+    from .cli import _Progress
+    from .dataset import DatasetOptions, build_dataset
+
+    options = DatasetOptions(
+        since_us=_instant(since, "--since"), until_us=_instant(until, "--until"), rules=_list(rules),
+        exclude_rules=_list(exclude_rules), sources=_list(sources), max_examples=max_examples, seed=seed,
+        eval_share=eval_share, dedup_threshold=dedup_threshold, decontam_threshold=decontam_threshold,
+        ngram=ngram, eval_sets=eval_set_paths(debugbench, no_debugbench, extra), workers=workers,
+        overwrite=overwrite)
+    with Warehouse(home) as wh, _Progress(None, "dataset") as bar:
+        report = build_dataset(wh, name, out, options, progress=bar)
+    click.echo(f"run {report.run_id}: {report.summary()}")
+    if report.anonymized_examples:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.anonymized_values.items()))
+        click.echo(f"anonymized {report.anonymized_examples} example{'s' if report.anonymized_examples > 1 else ''} "
+                   f"({kinds})")
+    click.echo(f"wrote {report.out}: train.jsonl ({report.train}), eval.jsonl ({report.eval}), README.md "
+               f"in {report.seconds:.1f} s ({report.selected / max(report.seconds, 1e-9):,.0f} examples/s)")
+
+
+@dataset.command(name="list")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@_home_option
+def list_(fmt: str, home: str | None) -> None:
+    """List the datasets built in this warehouse.
+
+    \b
+    Example:
+      otlake dataset list --format json
+    """
+    from warehouse.store import Warehouse
+
+    with Warehouse(home, read_only=True) as wh:
+        if not _has_tables(wh.con):
+            click.echo("no datasets yet: build one with `otlake dataset build NAME --out DIR`")
+            return
+        cur = wh.con.execute("""SELECT dataset_id AS name, created_at, train_examples AS train,
+                                       eval_examples AS eval, out_dir, run_id FROM datasets ORDER BY dataset_id""")
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    if not rows and fmt == "table":
+        click.echo("no datasets yet: build one with `otlake dataset build NAME --out DIR`")
+        return
+    click.echo(render(columns, rows, fmt))
+
+
+@dataset.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_home_option
+def show(name: str, fmt: str, home: str | None) -> None:
+    """Describe one dataset: files, counts at each step, drops by reason, parameters.
+
+    \b
+    Example:
+      otlake dataset show repair-v1
+    """
+    from warehouse.store import Warehouse
+
+    with Warehouse(home, read_only=True) as wh:
+        columns, row, names = [], [], []
+        if _has_tables(wh.con):
+            cur = wh.con.execute("SELECT * FROM datasets WHERE dataset_id = ?", [name])
+            columns = [d[0] for d in cur.description]
+            row = cur.fetchall()
+            names = [r[0] for r in wh.con.execute("SELECT dataset_id FROM datasets ORDER BY 1").fetchall()]
+        if not row:
+            raise click.ClickException(f"no dataset {name!r} (datasets: {', '.join(names) or 'none yet'})")
+    info = dict(zip(columns, row[0]))
+    for key in ("params", "counts"):
+        info[key] = orjson.loads(info[key])
+    info["created_at"] = info["created_at"].isoformat().replace("+00:00", "Z")
+    if fmt == "json":
+        click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"{name}: train {info['train_examples']}, eval {info['eval_examples']}; built "
+               f"{info['created_at']} by run {info['run_id']}")
+    click.echo(f"files in {info['out_dir']} (README.md is the dataset card):")
+    for file, key in (("train.jsonl", "train_sha256"), ("eval.jsonl", "eval_sha256"), ("README.md", "card_sha256")):
+        click.echo(f"  {file}  sha256 {info[key]}")
+    steps = info["counts"]["steps"]
+    click.echo(render(["step", "in", "out", "dropped"],
+                      [(s["step"], s["in"], s["out"], ", ".join(f"{r} {n}" for r, n in s["dropped"].items() if n))
+                       for s in steps], "table"))
+    click.echo("parameters: " + orjson.dumps(info["params"]).decode())
+
+
+def _has_tables(con) -> bool:
+    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'datasets'").fetchall()
+    return rows[0][0] > 0

@@ -1,0 +1,1 @@
+"""Training: dataset export for LLM Foundry (train/eval JSONL and a dataset card)."""
