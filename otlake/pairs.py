@@ -33,6 +33,7 @@ from warehouse.store import Warehouse
 # ruff[E501] line too long and ruff[I001] unsorted imports: style, not a repair (DESIGN.md)
 STYLISTIC_RULES = ("ruff[E501]", "ruff[I001]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # LSP line breaks (str.splitlines knows more)
+_LONE_CR = re.compile(r"\r(?!\n)")
 
 PAIR, FILTERED, NOT_REPRODUCED, QUARANTINED = "pair", "filtered", "not_reproduced", "quarantined"
 
@@ -137,16 +138,27 @@ def build_pairs(wh: Warehouse, options: PairsOptions = PairsOptions(),
         todo, report.already_decided = _pending(con, options)
         report.diagnostics_in = len(todo)
         checked = _prefilter(con, todo, options, report, progress)
-        groups: dict[tuple[str, int], list[_Logged]] = defaultdict(list)
+        by_repl: dict[str, list[_Logged]] = defaultdict(list)
         for item in checked:
-            groups[(item.repl_id, item.us)].append(item)
-        keys = sorted(groups)
+            by_repl[item.repl_id].append(item)
+        batch: list[tuple] = []
         with LspPool(size=options.workers, config=options.config, timeout_s=options.timeout_s) as pool:
-            for start in range(0, len(keys), options.batch_snapshots):
-                batch = {k: groups[k] for k in keys[start : start + options.batch_snapshots]}
-                _check_batch(wh, pool, batch, options, report)
-                if progress:
-                    progress(sum(len(v) for v in batch.values()))
+            for repl_id in sorted(by_repl):
+                clock = time.perf_counter()
+                history = ReplHistory(con, repl_id)
+                # diagnostics logged with no edit between them saw the same files: one snapshot
+                groups: dict[int, list[_Logged]] = defaultdict(list)
+                for item in by_repl[repl_id]:
+                    groups[history.steps_before(item.seq)].append(item)
+                states = history.states_after(list(groups))
+                report.step_seconds["replay"] += time.perf_counter() - clock
+                for k in sorted(groups):
+                    batch.append((repl_id, k, states[k], groups[k]))
+                    if len(batch) >= options.batch_snapshots:
+                        _check_batch(wh, pool, batch, options, report, progress)
+                        batch = []
+            if batch:
+                _check_batch(wh, pool, batch, options, report, progress)
             report.lsp = pool.stats.as_dict()
     except BaseException:
         report.seconds = time.perf_counter() - started
@@ -172,7 +184,7 @@ def _pending(con, options: PairsOptions) -> tuple[list[_Logged], int]:
     rows = con.execute(
         f"""SELECT d.repl_id, d.seq, epoch_us(d.ts), d.path, d.code, d.start_line, d.start_character, d.end_line,
                    d.end_character, d.severity, d.message, d.has_code_action, r.is_private, r.language, r.owner,
-                   r.title, c.seq IS NOT NULL AS decided
+                   r.title, c.seq IS NOT NULL AND c.reason IS DISTINCT FROM 'lsp_failed' AS decided
             FROM diagnostics d LEFT JOIN repls r USING (repl_id)
             LEFT JOIN pair_checks c ON c.repl_id = d.repl_id AND c.seq = d.seq
             WHERE {cond} ORDER BY d.repl_id, d.seq""", args).fetchall()
@@ -189,7 +201,7 @@ def _pending(con, options: PairsOptions) -> tuple[list[_Logged], int]:
 
 
 def _filter_reason(item: _Logged, options: PairsOptions) -> str | None:
-    if item.is_private:
+    if item.is_private is not False:  # unknown (no repl event) counts as private
         return "private_repl"
     if not options.config.is_python(item.diag.path):
         return "non_python_file"
@@ -217,19 +229,14 @@ def _prefilter(con, todo: list[_Logged], options: PairsOptions, report: PairsRep
     return keep
 
 
-def _check_batch(wh: Warehouse, pool: LspPool, batch: dict[tuple[str, int], list[_Logged]],
-                 options: PairsOptions, report: PairsReport) -> None:
+def _check_batch(wh: Warehouse, pool: LspPool, batch: list[tuple], options: PairsOptions, report: PairsReport,
+                 progress) -> None:
+    """Check a batch of snapshots (repl, steps applied, files, the diagnostics that saw them); one transaction."""
     clock = time.perf_counter()
     limit = options.config.max_file_bytes
     decided: list[tuple[_Logged, _Decision]] = []
     snapshots, waiting = [], {}
-    by_repl: dict[str, list[int]] = defaultdict(list)
-    for repl_id, us in batch:
-        by_repl[repl_id].append(us)
-    states = {(r, us): files for r, instants in by_repl.items()
-              for us, files in ReplHistory(wh.con, r).states_at(instants).items()}
-    for (repl_id, us), items in batch.items():
-        files = states[(repl_id, us)]
+    for repl_id, k, files, items in batch:
         ready = []
         for item in items:
             path = item.diag.path
@@ -239,10 +246,13 @@ def _check_batch(wh: Warehouse, pool: LspPool, batch: dict[tuple[str, int], list
                 decided.append((item, _Decision(QUARANTINED, "file_content_unknown")))
             elif len(files[path].encode("utf-8", "surrogatepass")) > limit:
                 decided.append((item, _Decision(FILTERED, "file_too_large")))
+            elif _LONE_CR.search(files[path]):
+                # the language servers break lines at a lone CR, line diffs only at LF: numbers would disagree
+                decided.append((item, _Decision(FILTERED, "lone_carriage_return")))
             else:
                 ready.append(item)
         if ready:
-            sid = f"{repl_id}@{us}"
+            sid = f"{repl_id}@{k}"
             snapshots.append(Snapshot(sid, {p: c for p, c in files.items() if c is not None},
                                       tuple(sorted({i.diag.path for i in ready}))))
             waiting[sid] = (files, ready)
@@ -260,6 +270,8 @@ def _check_batch(wh: Warehouse, pool: LspPool, batch: dict[tuple[str, int], list
     clock = time.perf_counter()
     _write(wh.con, decided, report)
     report.step_seconds["write"] += time.perf_counter() - clock
+    if progress:
+        progress(sum(len(items) for *_, items in batch))
 
 
 def _decide(item: _Logged, content: str, result, report: PairsReport) -> _Decision:
@@ -307,7 +319,13 @@ def _write(con, decided: list[tuple[_Logged, _Decision]], report: PairsReport) -
     con.execute("BEGIN TRANSACTION")
     try:
         con.register("checks", checks)
-        con.execute("INSERT INTO pair_checks SELECT *, ? FROM checks ON CONFLICT DO NOTHING", [report.run_id])
+        # a diagnostic the language servers failed on is decided again by the next run (and may leave quarantine)
+        con.execute(
+            """INSERT INTO pair_checks SELECT *, ? FROM checks ON CONFLICT (repl_id, seq) DO UPDATE SET
+               outcome = excluded.outcome, reason = excluded.reason, code = excluded.code, pair_id = excluded.pair_id,
+               run_id = excluded.run_id""", [report.run_id])
+        con.execute("""DELETE FROM quarantine WHERE source = 'pairs' AND key IN (
+                         SELECT repl_id || '/' || seq FROM checks WHERE outcome <> 'quarantined')""")
         con.unregister("checks")
         if pairs:
             cols = list(pairs[0])

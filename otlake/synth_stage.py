@@ -29,6 +29,9 @@ from warehouse.runs import finish_run, start_run
 from warehouse.store import Warehouse
 
 SOURCES = ("user", "lm")
+# failures of the machinery, not verdicts on a diff: nothing is stored, so the next run tries again
+RETRYABLE = ("lsp_failed", "judge_error")
+RETRYABLE_LM = ("rate_limited", "timeout", "server_error", "connection_error")
 USER_MODEL = "user"
 ROUND = 4  # later states per pair checked in one round of user-fix mining
 
@@ -52,12 +55,14 @@ class SourceReport:
     pairs: int = 0
     accepted: int = 0
     no_candidate: Counter = field(default_factory=Counter)
+    deferred: Counter = field(default_factory=Counter)  # infrastructure failures: no row, the next run retries
     verifications: list[Verification] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
     def as_dict(self) -> dict:
         return {"pairs": self.pairs, "accepted": self.accepted, "no_candidate": dict(self.no_candidate),
+                "deferred": dict(self.deferred),
                 "candidates": len(self.verifications), "steps": count_steps(self.verifications),
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
@@ -78,9 +83,12 @@ class SynthReport:
         lines = []
         for source, r in self.by_source.items():
             none = sum(r.no_candidate.values())
+            later = sum(r.deferred.values())
             lines.append(f"{source}: pairs {r.pairs} = accepted {r.accepted} + rejected "
                          f"{len(r.verifications) - r.accepted} + no candidate {none}"
-                         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(r.no_candidate.items()))})" if none else ""))
+                         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(r.no_candidate.items()))})" if none else "")
+                         + (f" + deferred to the next run {later} ({', '.join(f'{k} {v}' for k, v in sorted(r.deferred.items()))})"
+                            if later else ""))
         return lines
 
 
@@ -138,6 +146,7 @@ def _pending(con, source: str, model: str, limit: int | None) -> tuple[list[_Pai
         """SELECT p.pair_id, p.repl_id, p.seq, p.path, epoch_us(p.ts), p.code, p.start_line, p.start_character,
                   p.end_line, p.end_character, p.severity, p.message, p.content, d.pair_id IS NOT NULL
            FROM pairs p LEFT JOIN diffs d ON d.pair_id = p.pair_id AND d.source = ? AND d.model = ?
+           JOIN repls r ON r.repl_id = p.repl_id AND r.is_private = false  -- unknown counts as private
            ORDER BY p.repl_id, p.ts, p.pair_id""", [source, model]).fetchall()
     todo, done = [], 0
     for pid, repl_id, seq, path, us, code, sl, sc, el, ec, sev, msg, content, has in rows:
@@ -149,6 +158,8 @@ def _pending(con, source: str, model: str, limit: int | None) -> tuple[list[_Pai
 
 
 def _reproduces(result, target: Diagnostic) -> bool:
+    if target.path in result.skipped:  # not checked at all: it cannot count as fixed
+        return True
     wanted = (target.code, normalize_message(target.message))
     return any((d.code, normalize_message(d.message)) == wanted for d in result.diagnostics.get(target.path, ()))
 
@@ -166,6 +177,7 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
     report.step_seconds["replay"] += time.perf_counter() - clock
     clock = time.perf_counter()
     fixes: dict[str, tuple[int, int, str] | None] = {}
+    unchecked: set[str] = set()  # a candidate the servers could not check: no verdict on this pair yet
     while True:  # rounds: the next few candidates of every pair still unresolved
         snapshots, asked = [], []
         for p in batch:
@@ -185,7 +197,10 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
         results = {r.snapshot_id: r for r in pool.check(snapshots)}
         for p, version, us, text, sid in asked:
             result = results.get(sid)
-            if p.pair_id in fixes or result is None or not result.ok:
+            if p.pair_id in fixes:
+                continue
+            if result is None or not result.ok:
+                unchecked.add(p.pair_id)
                 continue
             if not _reproduces(result, p.target):
                 fixes[p.pair_id] = (version, us, text)
@@ -195,6 +210,9 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
     for p in batch:
         source.pairs += 1
         fix = fixes.get(p.pair_id)
+        if fix is None and p.pair_id in unchecked:
+            source.deferred["lsp_failed"] += 1
+            continue
         if fix is None:
             source.no_candidate["no_fix_near_the_error"] += 1
             rows.append(_row(p, "user", USER_MODEL, Verification(), "no_fix_near_the_error"))
@@ -213,11 +231,13 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
     others, queues = {}, {}
     for repl_id, pairs in by_repl.items():
         history = ReplHistory(wh.con, repl_id)
-        states = history.states_at([p.us for p in pairs])
+        steps = {p.pair_id: history.steps_before(p.seq) for p in pairs}
+        states = history.states_after(list(steps.values()))
         for p in pairs:
-            others[p.pair_id] = {k: v for k, v in states[p.us].items() if v is not None and k != p.path}
+            files = states[steps[p.pair_id]]
+            others[p.pair_id] = {k: v for k, v in files.items() if v is not None and k != p.path}
             queue: list[tuple[int, int, str]] = []
-            lineage = history.lineage_at(p.path, p.us)
+            lineage = history.lineage_before(p.path, p.seq)
             if lineage is not None:
                 file_id, version = lineage
                 later = [(v, t) for v, t in history.versions(file_id) if v > version]
@@ -255,6 +275,10 @@ def _verify_lsp(pool: LspPool, candidates: list[tuple], others: dict, report: Sy
     rows = []
     stats = report.by_source[source]
     for p, v, fix, extra in candidates:
+        failed = v.failed
+        if failed is not None and failed.reason.startswith(RETRYABLE):
+            stats.deferred[failed.reason.split(":")[0]] += 1
+            continue
         stats.verifications.append(v)
         stats.accepted += v.accepted
         rows.append(_row(p, source, model, v, None, fix=fix, **extra))
@@ -268,7 +292,12 @@ def _judge(candidates: list[tuple], settings, report: SynthReport) -> None:
     todo = [(p, v) for p, v, _, _ in candidates if v.failed is None]
     verdicts = judge([(p.pair_id, _prompt(p), v.diff, v.fixed) for p, v in todo], settings) if todo else []
     for (p, v), verdict in zip(todo, verdicts):
-        reason = verdict.error and f"judge_error: {verdict.error}" or verdict.reason
+        if verdict.error in RETRYABLE_LM:  # the judge could not be asked: decided again next run
+            reason = f"judge_error: {verdict.error}"
+        elif verdict.error:
+            reason = f"judge_bad_answer: {verdict.error}"
+        else:
+            reason = verdict.reason
         v.record("judge", bool(verdict.accepted) and verdict.error is None, "" if verdict.accepted else reason)
     report.step_seconds["judge"] += time.perf_counter() - clock
 
@@ -286,9 +315,11 @@ def _others(wh: Warehouse, batch: list[_Pair]) -> dict[str, dict[str, str]]:
         by_repl[p.repl_id].append(p)
     out = {}
     for repl_id, pairs in by_repl.items():
-        states = ReplHistory(wh.con, repl_id).states_at([p.us for p in pairs])
+        history = ReplHistory(wh.con, repl_id)
+        steps = {p.pair_id: history.steps_before(p.seq) for p in pairs}
+        states = history.states_after(list(steps.values()))
         for p in pairs:
-            out[p.pair_id] = {k: v for k, v in states[p.us].items() if v is not None and k != p.path}
+            out[p.pair_id] = {k: v for k, v in states[steps[p.pair_id]].items() if v is not None and k != p.path}
     return out
 
 
@@ -343,6 +374,9 @@ def _lm_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], options: SynthOp
         extra = {"prompt_hash": answer.prompt_hash, "fewshot_ids": list(answer.fewshot_ids),
                  "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                  "raw": answer.raw or answer.text}
+        if answer.error in RETRYABLE_LM:
+            stats.deferred[f"lm_{answer.error}"] += 1
+            continue
         if answer.error is not None and answer.error not in ("truncated", "unparseable"):
             stats.no_candidate[f"lm_{answer.error.split(':')[0]}"] += 1
             rows.append(_row(p, "lm", answer.model, Verification(), "lm_error", reason=answer.error, **extra))

@@ -117,6 +117,10 @@ def lsp_verdict(v: Verification, target: Diagnostic, before: CheckResult, after:
     if not before.ok or not after.ok:
         v.record("target_gone", False, f"lsp_failed: {before.reason or after.reason}")
         return
+    skipped = after.skipped.get(target.path) or before.skipped.get(target.path)
+    if skipped is not None:  # e.g. the fix made the file too large to check: nothing was verified
+        v.record("target_gone", False, f"not_checked: {skipped}")
+        return
     wanted = (target.code, normalize_message(target.message))
     still = [d for d in after.diagnostics.get(target.path, ())
              if (d.code, normalize_message(d.message)) == wanted]

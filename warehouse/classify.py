@@ -38,7 +38,11 @@ def rebuild_late_repls(con, report) -> None:
                UNION ALL
                SELECT raw, origin FROM quarantine WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id = ?""",
             [repl_id, repl_id]).fetchall()
-        for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics"):
+        # what later stages derived from the old stream is stale too: pairs and diffs are decided again
+        con.execute("DELETE FROM diffs WHERE pair_id IN (SELECT pair_id FROM pairs WHERE repl_id = ?)", [repl_id])
+        con.execute("DELETE FROM quarantine WHERE source = 'pairs' AND repl_id = ?", [repl_id])
+        for table in ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics", "pairs",
+                      "pair_checks"):
             con.execute(f"DELETE FROM {table} WHERE repl_id = ?", [repl_id])
         con.execute("DELETE FROM quarantine WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id = ?", [repl_id])
         records = [(i - len(stream), decode_record(text.encode(), origin or "warehouse"))

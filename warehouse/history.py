@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 
 import orjson
@@ -33,21 +34,36 @@ class ReplHistory:
         for seq, us, file_id, version, ops in self.ops:
             self._by_file[file_id].append((version, seq, us, ops))
 
-    def states_at(self, instants: list[int]) -> dict[int, dict[str, str | None]]:
-        """{instant: {path: content}} after every event at or before each instant; None where unknown."""
-        # merge path events, packets and breaks by seq; effective times never decrease along seq
+    @functools.cached_property
+    def _steps(self) -> list[tuple]:
+        # path events, packets and breaks merged by seq; effective times never decrease along seq
         steps = [(seq, 0, us, ("path", path, file_id)) for seq, us, path, file_id in self.paths]
         steps += [(seq, 1, us, ("ot", file_id, ops)) for seq, us, file_id, _, ops in self.ops]
         steps += [(seq, 2, us, ("break", file_id)) for file_id, (seq, us) in self.breaks.items()]
         steps.sort(key=lambda s: (s[0], s[1]))
+        return steps
+
+    def steps_before(self, seq: int) -> int:
+        """How many state-changing steps come before event `seq`: the state a diagnostic logged there saw."""
+        return bisect.bisect_left([s[0] for s in self._steps], seq)
+
+    def states_at(self, instants: list[int]) -> dict[int, dict[str, str | None]]:
+        """{instant: {path: content}} after every event at or before each instant; None where unknown."""
+        times = [s[2] for s in self._steps]
+        counts = {t: bisect.bisect_right(times, t) for t in set(instants)}
+        states = self.states_after(list(counts.values()))
+        return {t: states[k] for t, k in counts.items()}
+
+    def states_after(self, counts: list[int]) -> dict[int, dict[str, str | None]]:
+        """{k: {path: content}} after the first k steps, for each k, in one pass; None where unknown."""
         bound: dict[str, int] = {}
         buffers: dict[int, TextBuffer] = {}
         broken: set[int] = set()
         out: dict[int, dict[str, str | None]] = {}
-        pending = sorted(set(instants))
+        pending = sorted(set(counts))
         k = 0
-        for _, _, us, step in steps:
-            while k < len(pending) and us > pending[k]:
+        for done, (_, _, _, step) in enumerate(self._steps):
+            while k < len(pending) and pending[k] <= done:
                 out[pending[k]] = self._snapshot(bound, buffers, broken)
                 k += 1
             if k == len(pending):
@@ -73,19 +89,18 @@ class ReplHistory:
         return {path: None if f in broken else (buffers[f].text() if f in buffers else "")
                 for path, f in sorted(bound.items())}
 
-    def lineage_at(self, path: str, us: int) -> tuple[int, int] | None:
-        """(file_id, version) of the file at path at the instant; None if there was none."""
+    def lineage_before(self, path: str, seq: int) -> tuple[int, int] | None:
+        """(file_id, version) of the file at path just before event `seq`; None if none, or its content is unknown."""
         file_id = None
-        for _, at, p, f in self.paths:
-            if at > us:
+        for at, _, p, f in self.paths:
+            if at >= seq:
                 break
             if p == path:
                 file_id = f
-        if file_id is None:
+        if file_id is None or (file_id in self.breaks and self.breaks[file_id][0] < seq):
             return None
         ops = self._by_file.get(file_id, [])
-        times = [t for _, _, t, _ in ops]
-        n = bisect.bisect_right(times, us)
+        n = bisect.bisect_left([s for _, s, _, _ in ops], seq)
         return file_id, ops[n - 1][0] if n else 0
 
     def versions(self, file_id: int) -> list[tuple[int, int]]:
