@@ -138,11 +138,35 @@ def scratch_dir() -> str | None:
 @contextlib.contextmanager
 def temporary_root(prefix: str = "otlake-lsp-") -> Iterator[Path]:
     """A fresh temporary folder (symlinks resolved), removed on exit even after an error."""
-    path = Path(os.path.realpath(tempfile.mkdtemp(prefix=prefix, dir=scratch_dir())))
+    scratch = scratch_dir()
+    remove_stale_roots(scratch)
+    path = Path(os.path.realpath(tempfile.mkdtemp(prefix=prefix, dir=scratch)))
+    (path / OWNER).write_text(str(os.getpid()))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+OWNER = ".owner-pid"  # who made a temporary root: a killed run cannot remove its own, the next one does
+
+
+def remove_stale_roots(scratch: str | os.PathLike | None) -> list[Path]:
+    """Removes otlake's temporary roots whose owning process is gone (a run killed with SIGKILL); returns them."""
+    removed = []
+    for folder in Path(scratch or tempfile.gettempdir()).glob("otlake-lsp-*"):
+        try:
+            pid = int((folder / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being made
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except PermissionError:
+            continue  # alive, another user's
+    return removed
 
 
 @contextlib.contextmanager

@@ -63,3 +63,29 @@ def test_materialized_trees_are_removed_even_after_an_error():
         failed = tree.root
         raise RuntimeError("boom")
     assert not failed.parent.exists()
+
+
+def test_a_killed_runs_temporary_root_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    """A SIGKILLed run cannot clean up; the next temporary root removes folders whose owner is gone."""
+    import os
+    import subprocess
+    import sys
+
+    from lsp_runner.snapshot import OWNER, temporary_root
+
+    monkeypatch.setenv("OTLAKE_LSP_TMPDIR", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process (pids are not reused this fast)
+    stale = tmp_path / "otlake-lsp-pool-stale"
+    stale.mkdir()
+    (stale / OWNER).write_text(str(dead.pid))
+    alive = tmp_path / "otlake-lsp-pool-alive"
+    alive.mkdir()
+    (alive / OWNER).write_text(str(os.getpid()))
+    foreign = tmp_path / "otlake-lsp-not-ours"
+    foreign.mkdir()  # no owner file: left alone
+    with temporary_root() as root:
+        assert root.parent == tmp_path.resolve() and (root / OWNER).read_text() == str(os.getpid())
+        assert sorted(p.name for p in tmp_path.iterdir() if p != root) == ["otlake-lsp-not-ours",
+                                                                          "otlake-lsp-pool-alive"]
+    assert not root.exists()
