@@ -4,72 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from events.errors import BadEvent, OtlakeError
-
+from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
 from .dataset_cli import dataset
 from .lsp_cli import lsp
 from .output import FORMATS, render
 
-HOME_HELP = "Warehouse folder (default: $OTLAKE_HOME, else ./otlake-data)."
 
-
-def _home_option(f):
-    return click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(f)
-
-
-def _parse_instant(value: str | None, option: str = "--at") -> int:
-    """RFC 3339 text -> µs since the epoch; None means now."""
-    from events.validate import parse_ts
-
-    if value is None:
-        now = datetime.now(UTC)
-        return int(now.timestamp() * 1_000_000)
-    if "T" not in value and len(value) == 10:
-        value += "T00:00:00Z"
-    try:
-        return parse_ts(value)
-    except BadEvent as e:
-        raise click.BadParameter(f"{e.detail} (e.g. 2024-03-01T12:00:00Z)", param_hint=option) from None
-
-
-class _Progress:
-    """A progress bar on stderr (quiet when stderr is not a terminal)."""
-
-    def __init__(self, total: int | None, label: str) -> None:
-        self.bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) if total else None
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self
-
-    def __call__(self, n: int) -> None:
-        if os.environ.get("OTLAKE_TRACE"):
-            print(f"progress +{n}", file=sys.stderr, flush=True)
-        if self.bar:
-            self.bar.update(n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-
-class _Group(click.Group):
-    """Turns otlake's own errors into a clean message and exit code 1."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except OtlakeError as e:
-            raise click.ClickException(str(e)) from None
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorsAsClickGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="otlake")
 def main() -> None:
     """otlake: an event-sourced warehouse of IDE sessions.
@@ -89,7 +34,7 @@ def main() -> None:
               help="Store each file's content every K versions (fixed at a warehouse's first ingest; default 256).")
 @click.option("--chunk-records", type=click.IntRange(1), default=200_000, show_default=True,
               help="Records per transaction; a killed run keeps whole chunks and a rerun resumes.")
-@_home_option
+@home_option
 def ingest(files: tuple[Path, ...], checkpoint_every: int | None, chunk_records: int, home: str | None) -> None:
     """Ingest JSONL (.jsonl, .jsonl.gz) or Parquet event files.
 
@@ -104,7 +49,7 @@ def ingest(files: tuple[Path, ...], checkpoint_every: int | None, chunk_records:
     from warehouse.store import Warehouse
 
     total = sum(_count_records(p) for p in files)
-    with Warehouse(home) as wh, _Progress(total, "ingest") as bar:
+    with Warehouse(home) as wh, Progress(total, "ingest") as bar:
         report = ingest_files(wh, list(files), progress=bar, checkpoint_every=checkpoint_every,
                               chunk_records=chunk_records)
     click.echo(f"run {report.run_id}: {report.summary()}")
@@ -127,7 +72,7 @@ def _count_records(path: Path) -> int:
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--write", is_flag=True, help="Open the warehouse writable (default: read-only).")
-@_home_option
+@home_option
 def sql(query: str, fmt: str, write: bool, home: str | None) -> None:
     """Run SQL on the warehouse; file_at() and files_at() replay files.
 
@@ -159,7 +104,7 @@ def sql(query: str, fmt: str, write: bool, home: str | None) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the whole file tree here.")
 @click.option("--path", "path", default=None, help="Print this one file to stdout.")
-@_home_option
+@home_option
 def replay(repl_id: str, at: str | None, out: Path | None, path: str | None, home: str | None) -> None:
     """Rebuild a repl's files as they were at an instant.
 
@@ -173,7 +118,7 @@ def replay(repl_id: str, at: str | None, out: Path | None, path: str | None, hom
 
     if (out is None) == (path is None):
         raise click.UsageError("give exactly one of --out DIR or --path FILE")
-    instant = _parse_instant(at)
+    instant = parse_instant(at)
     with Warehouse(home, read_only=True) as wh:
         travel = wh.travel()
         try:
@@ -195,7 +140,7 @@ def replay(repl_id: str, at: str | None, out: Path | None, path: str | None, hom
 
 @main.command()
 @click.option("--repl", "repls", multiple=True, help="Only this repl (repeatable).")
-@_home_option
+@home_option
 def verify(repls: tuple[str, ...], home: str | None) -> None:
     """Replay every repl to its end and compare with its stored snapshot events.
 
@@ -210,7 +155,7 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
 
     with Warehouse(home) as wh:
         total = len(repls) or wh.con.execute("SELECT count(DISTINCT repl_id) FROM events").fetchone()[0]
-        with _Progress(total, "verify") as bar:
+        with Progress(total, "verify") as bar:
             report = run_verify(wh, list(repls) or None, progress=bar)
     for m in report.mismatches + report.projection_errors:
         click.echo(f"MISMATCH {m['repl_id']} seq {m['seq']} [{m['kind']}]: {m['message']}")
@@ -233,7 +178,7 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
               help="Seconds a language server may stay silent before it is restarted.")
 @click.option("--batch-snapshots", type=click.IntRange(1), default=64, show_default=True,
               help="Snapshots per transaction (and per ruff process); a killed run keeps whole batches.")
-@_home_option
+@home_option
 def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: str, timeout: float,
           batch_snapshots: int, home: str | None) -> None:
     """Turn logged diagnostics into reproduced (code, diagnostic) pairs.
@@ -254,12 +199,12 @@ def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: st
     from .pairs import PairsOptions, build_pairs
 
     ids = tuple(r for value in repls for r in value.split(",") if r)
-    options = PairsOptions(repls=ids, since_us=_parse_instant(since, "--since") if since else None,
+    options = PairsOptions(repls=ids, since_us=parse_instant(since, "--since") if since else None,
                            workers=workers, timeout_s=timeout, batch_snapshots=batch_snapshots,
                            stylistic=tuple(s.strip() for s in stylistic.split(",") if s.strip()))
     with Warehouse(home) as wh:
         total = _pending_diagnostics(wh, ids)
-        with _Progress(total, "pairs") as bar:
+        with Progress(total, "pairs") as bar:
             report = build_pairs(wh, options, progress=bar)
     click.echo(f"run {report.run_id}: {report.summary()}")
     if report.already_decided:
@@ -286,7 +231,7 @@ def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: st
               help="Warm pyright language servers for the checks.")
 @click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
               help="LM requests in flight at once.")
-@_home_option
+@home_option
 def synth(source: str, model: str | None, limit: int | None, judge: bool, fewshot: int, workers: int,
           concurrency: int, home: str | None) -> None:
     """Make a verified numbered line diff for each pair.
@@ -319,7 +264,7 @@ def synth(source: str, model: str | None, limit: int | None, judge: bool, fewsho
                            workers=workers)
     with Warehouse(home) as wh:
         total = wh.con.execute("SELECT count(*) FROM pairs").fetchall()[0][0] * len(sources)
-        with _Progress(total, "synth") as bar:
+        with Progress(total, "synth") as bar:
             report = run_synth(wh, options, progress=bar)
     click.echo(f"run {report.run_id}:")
     for line in report.summary():
@@ -345,7 +290,7 @@ def _pending_diagnostics(wh, repls: tuple[str, ...]) -> int:
 @main.command()
 @click.option("--repls", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@_home_option
+@home_option
 def demo(repls: int, seed: int, home: str | None) -> None:
     """Simulate sessions, ingest, verify, and show what was built and how to query it.
 

@@ -8,44 +8,17 @@ from pathlib import Path
 import click
 import orjson
 
-from events.errors import BadEvent, ConfigError, OtlakeError
+from events.errors import ConfigError
 
+from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
 from .output import FORMATS, render
 
-HOME_HELP = "Warehouse folder (default: $OTLAKE_HOME, else ./otlake-data)."
 # DebugBench beside the repository (../shared/datasets/debugbench); $OTLAKE_DEBUGBENCH overrides it
 DEBUGBENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debugbench"
 
 
-class _DatasetGroup(click.Group):
-    """Turns otlake's own errors into a clean message and exit code 1 (also when run on its own)."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except OtlakeError as e:
-            raise click.ClickException(str(e)) from None
-
-
-def _home_option(f):
-    return click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(f)
-
-
 def _list(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (value or "").split(",") if v.strip())
-
-
-def _instant(value: str | None, option: str) -> int | None:
-    from events.validate import parse_ts
-
-    if value is None:
-        return None
-    if "T" not in value and len(value) == 10:
-        value += "T00:00:00Z"
-    try:
-        return parse_ts(value)
-    except BadEvent as e:
-        raise click.BadParameter(f"{e.detail} (e.g. 2024-03-01T12:00:00Z)", param_hint=option) from None
 
 
 def eval_set_paths(debugbench: str | None, no_debugbench: bool, extra: tuple[str, ...]) -> tuple[str, ...]:
@@ -61,7 +34,7 @@ def eval_set_paths(debugbench: str | None, no_debugbench: bool, extra: tuple[str
     return tuple(dict.fromkeys(paths))
 
 
-@click.group(cls=_DatasetGroup)
+@click.group(cls=ErrorsAsClickGroup)
 def dataset() -> None:
     """Training sets on demand: hygiene, dedup, decontamination, LLM Foundry JSONL.
 
@@ -104,7 +77,7 @@ def dataset() -> None:
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default=True,
               help="Processes for the per-example steps (big builds only).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset of the same name and the files in --out.")
-@_home_option
+@home_option
 def build(name: str, out: Path, since: str | None, until: str | None, rules: str | None, exclude_rules: str | None,
           sources: str, max_examples: int | None, seed: int, eval_share: float, dedup_threshold: float,
           decontam_threshold: float, ngram: int, debugbench: str | None, no_debugbench: bool,
@@ -125,16 +98,16 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
     """
     from warehouse.store import Warehouse
 
-    from .cli import _Progress
     from .dataset import DatasetOptions, build_dataset
 
     options = DatasetOptions(
-        since_us=_instant(since, "--since"), until_us=_instant(until, "--until"), rules=_list(rules),
+        since_us=parse_instant(since, "--since") if since is not None else None,
+        until_us=parse_instant(until, "--until") if until is not None else None, rules=_list(rules),
         exclude_rules=_list(exclude_rules), sources=_list(sources), max_examples=max_examples, seed=seed,
         eval_share=eval_share, dedup_threshold=dedup_threshold, decontam_threshold=decontam_threshold,
         ngram=ngram, eval_sets=eval_set_paths(debugbench, no_debugbench, extra), workers=workers,
         overwrite=overwrite)
-    with Warehouse(home) as wh, _Progress(None, "dataset") as bar:
+    with Warehouse(home) as wh, Progress(None, "dataset") as bar:
         report = build_dataset(wh, name, out, options, progress=bar)
     click.echo(f"run {report.run_id}: {report.summary()}")
     if report.anonymized_examples:
@@ -147,7 +120,7 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
 
 @dataset.command(name="list")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@_home_option
+@home_option
 def list_(fmt: str, home: str | None) -> None:
     """List the datasets built in this warehouse.
 
@@ -174,7 +147,7 @@ def list_(fmt: str, home: str | None) -> None:
 @dataset.command()
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@_home_option
+@home_option
 def show(name: str, fmt: str, home: str | None) -> None:
     """Describe one dataset: files, counts at each step, drops by reason, parameters.
 

@@ -43,9 +43,13 @@ class ReplHistory:
         steps.sort(key=lambda s: (s[0], s[1]))
         return steps
 
+    @functools.cached_property
+    def _step_seqs(self) -> list[int]:
+        return [s[0] for s in self._steps]
+
     def steps_before(self, seq: int) -> int:
         """How many state-changing steps come before event `seq`: the state a diagnostic logged there saw."""
-        return bisect.bisect_left([s[0] for s in self._steps], seq)
+        return bisect.bisect_left(self._step_seqs, seq)
 
     def states_at(self, instants: list[int]) -> dict[int, dict[str, str | None]]:
         """{instant: {path: content}} after every event at or before each instant; None where unknown."""
@@ -100,7 +104,7 @@ class ReplHistory:
         if file_id is None or (file_id in self.breaks and self.breaks[file_id][0] < seq):
             return None
         ops = self._by_file.get(file_id, [])
-        n = bisect.bisect_left([s for _, s, _, _ in ops], seq)
+        n = bisect.bisect_left(ops, seq, key=lambda op: op[1])  # packets of a lineage are in seq order
         return file_id, ops[n - 1][0] if n else 0
 
     def versions(self, file_id: int) -> list[tuple[int, int]]:
