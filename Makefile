@@ -8,7 +8,7 @@ export UV_LINK_MODE := copy
 
 install: .venv/.installed
 
-.venv/.installed: pyproject.toml uv.lock
+.venv/.installed: pyproject.toml uv.lock $(wildcard native/*.c)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 	@touch $@

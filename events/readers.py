@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from .errors import BadEvent, OtlakeError
@@ -46,6 +47,8 @@ def decode_json_line(line: bytes) -> dict:
             value = json.loads(line.decode("utf-8", errors="surrogateescape"))
         except (ValueError, UnicodeDecodeError):
             raise BadEvent("malformed_json", f"not valid JSON: {fast_error}") from None
+        except RecursionError:  # orjson stops at 1024 levels, the stdlib at the interpreter's limit
+            raise BadEvent("malformed_json", f"not valid JSON (nested too deep): {fast_error}") from None
         try:
             check_strings(value)
         except BadEvent as e:
@@ -53,7 +56,7 @@ def decode_json_line(line: bytes) -> dict:
                 where = {k: value.get(k) for k in ("repl_id", "seq", "path")}
                 raise e.located(
                     repl_id=where["repl_id"] if isinstance(where["repl_id"], str) else None,
-                    seq=where["seq"] if type(where["seq"]) is int else None,
+                    seq=where["seq"] if type(where["seq"]) is int and 0 <= where["seq"] < 2**63 else None,
                 ) from None
             raise
         return value  # valid JSON orjson is stricter about (NaN, huge integers)
@@ -73,6 +76,104 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 line = line.removeprefix(b"\xef\xbb\xbf")  # some Windows tools start UTF-8 files with one
             if line.strip():
                 yield number, line
+
+
+READ_BLOCK = 64 << 20  # bytes read at a time by iter_line_blocks
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[list(b" \t\n\r\x0b\x0c")] = True  # what bytes.strip() removes
+
+
+@dataclass(slots=True)
+class LineBlock:
+    """Lines of a JSON Lines file, concatenated: line i is data[offsets[i]:offsets[i+1]], numbered numbers[i]."""
+
+    numbers: np.ndarray  # int64, 1-based line numbers in the file
+    offsets: np.ndarray  # int64, len(numbers) + 1
+    data: np.ndarray     # uint8, the lines' bytes without line ends
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def line(self, i: int) -> bytes:
+        return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes()
+
+
+def iter_line_blocks(path: Path, max_lines: int, block_bytes: int = READ_BLOCK) -> Iterator[LineBlock]:
+    """The lines of iter_lines (same numbers, same bytes), up to max_lines per block, found with numpy.
+
+    No Python object per line: ingest hands the blocks to Arrow as they are.
+    """
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        fh = opener(path, "rb")
+    except OSError as e:
+        raise OtlakeError(f"cannot read {path}: {e.strerror or e}") from e
+    consumed = 0  # lines before the current piece
+    carry = b""
+    with fh:
+        while True:
+            try:
+                piece = fh.read(block_bytes)
+            except (OSError, EOFError) as e:  # e.g. a truncated or corrupt .gz
+                raise OtlakeError(f"cannot read {path}: {e}") from e
+            data = carry + piece if carry else piece
+            if piece:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # no line end yet: one line longer than a block
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            elif not data:
+                return
+            yield from _split_lines(data, consumed, max_lines)
+            consumed += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            if not piece:
+                return
+
+
+def _split_lines(text: bytes, before: int, max_lines: int) -> Iterator[LineBlock]:
+    """Blocks of the lines in text (whole lines), the first numbered before + 1."""
+    buf = np.frombuffer(text, dtype=np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.concatenate((nl, [len(buf)]))
+    if len(buf) and buf[-1] == 10:  # the text after the last line end is not a line
+        starts, ends = starts[:-1], ends[:-1]
+    numbers = np.arange(before + 1, before + 1 + len(starts), dtype=np.int64)
+    if before == 0 and len(buf) >= 3 and buf[:3].tobytes() == b"\xef\xbb\xbf":
+        starts[0] = min(3, ends[0])
+    while True:  # rstrip(b"\r\n"): the \n is already gone, trailing \r's are not
+        cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+        if not cr.any():
+            break
+        ends[cr] -= 1
+    keep = ends > starts
+    maybe_blank = keep & _SPACE[buf[np.minimum(starts, max(len(buf) - 1, 0))]] if len(buf) else keep
+    for i in np.flatnonzero(maybe_blank):  # rare: lines that start with white space
+        if not buf[starts[i]:ends[i]].tobytes().strip():
+            keep[i] = False
+    starts, ends, numbers = starts[keep], ends[keep], numbers[keep]
+    if keep.all() and (len(ends) == 0 or ends[-1] == len(buf) or buf[ends[-1]] == 10) \
+            and not (ends[:-1] + 1 - starts[1:]).any():
+        # the usual file: every line ends with exactly one \n, so dropping the \n's joins the lines
+        data = np.frombuffer(text.replace(b"\n", b""), dtype=np.uint8)
+        lengths = ends - starts
+        for a in range(0, len(starts), max_lines):
+            offsets = np.zeros(len(lengths[a:a + max_lines]) + 1, dtype=np.int64)
+            np.cumsum(lengths[a:a + max_lines], out=offsets[1:])
+            base = starts[a] - a
+            yield LineBlock(numbers[a:a + max_lines], offsets, data[base:base + offsets[-1]])
+        return
+    for a in range(0, len(starts), max_lines):
+        s, e = starts[a:a + max_lines], ends[a:a + max_lines]
+        lo, hi = s[0], e[-1]
+        marks = np.zeros(hi - lo + 1, dtype=np.int8)
+        marks[s - lo] = 1
+        marks[e - lo] -= 1
+        inside = np.cumsum(marks[:-1], dtype=np.int8).view(bool)
+        offsets = np.zeros(len(s) + 1, dtype=np.int64)
+        np.cumsum(e - s, out=offsets[1:])
+        yield LineBlock(numbers[a:a + max_lines], offsets, buf[lo:hi][inside])
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:

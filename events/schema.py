@@ -59,3 +59,5 @@ FIELDS: dict[str, dict[str, tuple[tuple, bool]]] = {
 KINDS = tuple(FIELDS)
 FILE_OPS = ("create", "move", "remove")
 UINT32_MAX = 2**32 - 1
+INT32_MAX = 2**31 - 1  # range positions are stored as INTEGER
+INT64_MAX = 2**63 - 1  # seq, user_id are stored as BIGINT

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 from .errors import BadEvent
-from .schema import COMMON_REQUIRED, FIELDS, FILE_OPS, UINT32_MAX
+from .schema import COMMON_REQUIRED, FIELDS, FILE_OPS, INT32_MAX, INT64_MAX, UINT32_MAX
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
@@ -180,7 +180,7 @@ def validate_event(ev: object, trusted_text: bool = False, ops: bool = True) -> 
     except BadEvent as e:
         repl_id, seq, path = ev.get("repl_id"), ev.get("seq"), ev.get("path")
         raise e.located(repl_id=repl_id if isinstance(repl_id, str) else None,
-                        seq=seq if type(seq) is int else None,
+                        seq=seq if type(seq) is int and 0 <= seq <= INT64_MAX else None,
                         path=path if isinstance(path, str) else None) from None
 
 
@@ -191,8 +191,8 @@ def _validate(ev: dict, trusted_text: bool, ops: bool) -> dict:
     if type(ev["repl_id"]) is not str or not ev["repl_id"]:
         raise BadEvent("wrong_type", f"repl_id must be a non-empty string, got {_type_name(ev['repl_id'])}")
     seq = ev["seq"]
-    if type(seq) is not int or seq < 0:
-        raise BadEvent("wrong_type", f"seq must be a non-negative integer, got {seq!r:.40}")
+    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
+        raise BadEvent("wrong_type", f"seq must be a non-negative 64-bit integer, got {seq!r:.40}")
     kind = ev["kind"]
     if not isinstance(kind, str):
         raise BadEvent("wrong_type", f"kind must be a string, got {_type_name(kind)}")
@@ -204,8 +204,8 @@ def _validate(ev: dict, trusted_text: bool, ops: bool) -> dict:
     if value is not None and type(value) is not str:
         raise BadEvent("wrong_type", f"session_id must be string or null, got {_type_name(value)}")
     value = ev.get("user_id")
-    if value is not None and type(value) is not int:
-        raise BadEvent("wrong_type", f"user_id must be integer or null, got {_type_name(value)}")
+    if value is not None and (type(value) is not int or not -INT64_MAX - 1 <= value <= INT64_MAX):
+        raise BadEvent("wrong_type", f"user_id must be a 64-bit integer or null, got {value!r:.40}")
     for name, (types, required) in spec.items():
         value = ev.get(name)
         if value is None and type(None) not in types:  # absent, or null where null is not allowed
@@ -225,7 +225,7 @@ def _validate(ev: dict, trusted_text: bool, ops: bool) -> dict:
 
 def _check_kind(kind: str, ev: dict, trusted_text: bool, ops: bool) -> None:
     path = ev.get("path")
-    if path is not None and kind != "snapshot":
+    if path is not None:
         if type(path) is not str:  # a kind without a path field may still carry one
             raise BadEvent("wrong_type", f"{kind}.path must be a string, got {_type_name(path)}")
         ev["path"] = normalize_path(path)
@@ -267,5 +267,6 @@ def _check_range(rng: dict) -> None:
             raise BadEvent("missing_field", f"range.{end} must be an object with line and character")
         for part in ("line", "character"):
             value = pos.get(part)
-            if type(value) is not int or value < 0:
-                raise BadEvent("wrong_type", f"range.{end}.{part} must be a non-negative integer, got {value!r:.20}")
+            if type(value) is not int or not 0 <= value <= INT32_MAX:
+                raise BadEvent("wrong_type",
+                               f"range.{end}.{part} must be a non-negative 32-bit integer, got {value!r:.20}")

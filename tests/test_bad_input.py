@@ -147,3 +147,46 @@ def test_timestamps_that_are_not_rfc_3339(wh, tmp_path, log, ts):
     ingest_with(wh, tmp_path, log, [orjson.dumps(ev)])
     (q,) = quarantined(wh)
     assert q[:3] == ("wrong_type", "r1", 50) and "ts" in q[4]
+
+
+_TS = '"ts":"2024-03-01T13:00:00.000000Z"'
+
+
+@pytest.mark.parametrize("line, kind", [
+    # values that fit JSON but not the warehouse's columns: refused, not an overflow in the insert
+    (f'{{"repl_id":"r1","seq":{2**63},{_TS},"kind":"shell","command":"ls"}}', "wrong_type"),
+    (f'{{"repl_id":"r1","seq":90,{_TS},"kind":"shell","command":"ls","user_id":{2**64 - 1}}}', "wrong_type"),
+    ((f'{{"repl_id":"r1","seq":91,{_TS},"kind":"lsp_diagnostic","path":"main.py","severity":1,"message":"m",'
+     f'"range":{{"start":{{"line":{2**31},"character":0}},"end":{{"line":0,"character":1}}}}}}'), "wrong_type"),
+    # nested deeper than any JSON decoder here follows
+    ('{"repl_id":"r1","seq":92,' + _TS + ',"kind":"shell","command":"ls","x":' + "[" * 5000 + "]" * 5000 + "}",
+     "malformed_json"),
+    # a count too large for a 64-bit integer inside an op list
+    (f'{{"repl_id":"r1","seq":93,{_TS},"kind":"ot","path":"main.py","version":9,"ops":[{{"skip":{10**30}}}]}}',
+     "wrong_type"),
+])
+def test_values_too_large_or_too_deep(wh, tmp_path, log, line, kind):
+    report = ingest_with(wh, tmp_path, log, [line.encode()])
+    kinds = [q[0] for q in quarantined(wh)]
+    assert kinds[:1] == [kind], kinds
+    assert report.balanced()
+
+
+def test_snapshot_with_a_path_that_is_not_a_string(wh, tmp_path, log):
+    """A kind without a path field may carry one, snapshots too, but it must be a path (it once crashed staging)."""
+    line = '{"repl_id":"r1","seq":96,' + _TS + ',"kind":"snapshot","files":{},"path":5}'
+    report = ingest_with(wh, tmp_path, log, [line.encode()])
+    assert [q[0] for q in quarantined(wh)] == ["wrong_type"]
+    assert report.balanced()
+
+
+def test_diagnostic_without_code_takes_either_lane_alike(wh, tmp_path, log):
+    """`code` is optional: a diagnostic without one is stored with code NULL (it once crashed the slow lane)."""
+    line = ('{"repl_id":"r1","seq":94,' + _TS + ',"kind":"lsp_diagnostic","path":"main.py","severity":1,'
+            '"message":"m","range":{"start":{"line":0,"character":0},"end":{"line":0,"character":1}}}')
+    slow = line.replace('"seq":94,', '"seq":95,"x":"\\ud800",')  # an escaped surrogate: slow lane
+    report = ingest_with(wh, tmp_path, log, [line.encode(), slow.encode()])
+    assert report.slow_lane >= 1
+    assert rows(wh, "SELECT seq, code FROM diagnostics WHERE repl_id = 'r1' AND seq >= 94 ORDER BY seq") == [
+        (94, None)]
+    assert [q[0] for q in quarantined(wh)] == ["invalid_unicode"]

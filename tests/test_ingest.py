@@ -204,8 +204,8 @@ def test_gzipped_jsonl_takes_the_fast_lane_and_gives_the_same_tables(wh, tmp_pat
     plain = write_jsonl(tmp_path / "in.jsonl", log.events)
     (tmp_path / "IN.JSONL.GZ").write_bytes(gzip.compress(plain.read_bytes()))  # suffixes in any case
     report = ingest_files(wh, [tmp_path / "IN.JSONL.GZ"])
-    snapshots = sum(e["kind"] == "snapshot" for e in log.events)  # a rare kind: always the slow lane
-    assert (report.stored, report.slow_lane) == (len(log.events), snapshots)
+    assert any(e["kind"] == "snapshot" for e in log.events)
+    assert (report.stored, report.slow_lane) == (len(log.events), 0)  # every kind takes the compiled lane
     with Warehouse(tmp_path / "plain") as other:
         ingest_files(other, [plain])
         assert dump(wh) == dump(other)

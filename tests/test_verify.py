@@ -51,3 +51,32 @@ def test_verify_catches_a_damaged_checkpoint(wh):
     report = verify(wh)
     assert [e["kind"] for e in report.projection_errors] == ["checkpoint_mismatch"]
     assert "at version 16" in report.projection_errors[0]["message"]
+
+
+def test_keys_stay_unique_and_verify_finds_a_duplicate(wh, tmp_path):
+    """The derived tables' keys are kept by ingest, not by constraints: duplicates, a re-ingest and a late
+    event leave every key unique, and verify reports a key that is not."""
+    from warehouse.ingest import ingest_files
+    from warehouse.schema import KEYS
+
+    from .conftest import write_jsonl
+
+    log = busy_log("r1", 5, 300)
+    log.snapshot()
+    events = log.events
+    late = events[40]
+    f = write_jsonl(tmp_path / "a.jsonl", events[:40] + events[41:] + events[10:30])  # duplicates inside the file
+    ingest_files(wh, [f], chunk_records=50)  # and across chunks
+    ingest_files(wh, [f])  # a re-ingest
+    ingest_events(wh, [late])  # a late event: r1 is rebuilt
+    for table, key in KEYS.items():
+        cols = ", ".join(key)
+        assert wh.con.execute(f"SELECT count(*) - count(DISTINCT ({cols})) FROM {table}").fetchone() == (0,), table
+    assert wh.con.execute("SELECT count(*) FROM ot_ops").fetchone()[0] > 200
+    assert verify(wh).ok()
+    (lineages,) = wh.con.execute("SELECT count(*) FROM ot_ops WHERE version = 7").fetchone()
+    wh.con.execute("INSERT INTO ot_ops SELECT * FROM ot_ops WHERE version = 7")
+    report = verify(wh)
+    found = {e["kind"]: e["message"] for e in report.projection_errors}
+    assert f"{lineages} keys (repl_id, file_id, version) of ot_ops" in found["duplicate_key_ot_ops"]
+    assert set(found) <= {"duplicate_key_ot_ops", "projection_mismatch"}  # file_at replays the op twice

@@ -9,7 +9,7 @@ from events.errors import BadEvent
 from events.validate import validate_event
 
 from .canonical import canonical
-from .stage import decode_record, insert_staged, quarantine_row, stage_records
+from .stage import Staged, decode_record, quarantine_row, stage_records
 
 # The stream of a repl is its stored events plus the events the fold refused (quarantine rows with
 # a `ts`: valid records kept losslessly). Records that failed validation are not part of it.
@@ -20,7 +20,7 @@ _STREAM = """
     WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM staged)"""
 
 
-def rebuild_late_repls(con, report) -> None:
+def rebuild_late_repls(con, report, staged: Staged) -> None:
     """A new event older than a repl's stored stream: restage the whole stream and re-derive the repl.
 
     Restaged rows get negative line numbers: they sort before the chunk's own (stored content wins
@@ -50,33 +50,55 @@ def rebuild_late_repls(con, report) -> None:
         rows, bad = stage_records(records)
         # every record of the stream passed validation before; failing now would mean a damaged store
         assert not bad, f"restaged events of {repl_id} no longer validate: {bad[0][0]}"
-        insert_staged(con, rows)
+        staged.add_rows(rows)
         report.repls_rebuilt += 1
+    if late:
+        staged.register()
 
 
 def classify(con, report, quarantine: list[tuple]) -> None:
     """`cls`: staged rows with status new / dup / qdup / conflict, and effective time us_eff."""
     # cls is narrow (the staged rows are not copied); the view `cv` joins it back to them
+    # us_eff, the effective time: the running max of ts over the new rows in seq order, continuing from what
+    # each repl has stored. Conflicts are resolved below, but never into 'new', so it can be set here.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE cls AS
            WITH ranked AS (
-             SELECT line_no, repl_id, seq, h, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
-             FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no))
-           SELECT r.line_no, r.repl_id, r.seq, r.rn,
-             CASE WHEN e.event_hash = r.h THEN 'dup'
-                  WHEN e.event_hash IS NOT NULL THEN 'conflict'
-                  WHEN q.key IS NOT NULL THEN 'qdup'
-                  WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
-                  WHEN r.rn > 1 THEN 'conflict'
-                  ELSE 'new' END AS status,
-             NULL::BIGINT AS us_eff
-           FROM ranked r
-           LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
-           LEFT JOIN quarantine q ON q.source = 'ingest'
-                AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0');
+             SELECT rix, line_no, repl_id, seq, h, us, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
+             FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no)),
+           classified AS (
+             SELECT r.rix, r.line_no, r.repl_id, r.seq, r.rn, r.us,
+               CASE WHEN e.event_hash = r.h THEN 'dup'
+                    WHEN e.event_hash IS NOT NULL THEN 'conflict'
+                    WHEN q.key IS NOT NULL THEN 'qdup'
+                    WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
+                    WHEN r.rn > 1 THEN 'conflict'
+                    ELSE 'new' END AS status
+             FROM ranked r
+             LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
+             LEFT JOIN quarantine q ON q.source = 'ingest' AND q.repl_id = r.repl_id AND q.seq = r.seq
+                  AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')),
+           heads AS (
+             SELECT repl_id, max(us) AS head_us FROM (
+               SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
+               UNION ALL
+               SELECT repl_id, epoch_us(ts) FROM quarantine
+               WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM staged))
+             GROUP BY repl_id)
+           SELECT c.rix, c.line_no, c.repl_id, c.seq, c.rn, c.status,
+             CASE WHEN c.status = 'new' THEN greatest(
+               max(CASE WHEN c.status = 'new' THEN c.us END) OVER (PARTITION BY c.repl_id ORDER BY c.seq
+                                                                  ROWS UNBOUNDED PRECEDING),
+               coalesce(h.head_us, c.us)) END AS us_eff
+           FROM classified c LEFT JOIN heads h ON h.repl_id = c.repl_id;
            CREATE OR REPLACE TEMP VIEW cv AS
-           SELECT s.*, c.rn, c.status, c.us_eff FROM staged s JOIN cls c USING (line_no)"""
+           SELECT s.*, c.rn, c.status, c.us_eff FROM staged s JOIN cls c USING (rix)"""
     )
+    counts = dict(con.execute("SELECT status, count(*) FROM cls WHERE line_no >= 0 GROUP BY status").fetchall())
+    if not con.execute("SELECT count(*) FROM cls WHERE status = 'conflict'").fetchall()[0][0]:
+        report.duplicates += counts.get("dup", 0)
+        report.already_quarantined += counts.get("qdup", 0)
+        return
     conflicts = con.execute(
         """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cv c
            LEFT JOIN events e ON e.repl_id = c.repl_id AND e.seq = c.seq
@@ -103,21 +125,6 @@ def classify(con, report, quarantine: list[tuple]) -> None:
     counts = dict(con.execute("SELECT status, count(*) FROM cls WHERE line_no >= 0 GROUP BY status").fetchall())
     report.duplicates += counts.get("dup", 0)
     report.already_quarantined += counts.get("qdup", 0)
-    # effective time: the running max of ts in seq order, continuing from what each repl has stored
-    con.execute(
-        """UPDATE cls SET us_eff = x.us_eff FROM (
-             SELECT c.line_no, greatest(max(c.us) OVER (PARTITION BY c.repl_id ORDER BY c.seq
-                                                   ROWS UNBOUNDED PRECEDING), coalesce(h.head_us, c.us)) AS us_eff
-             FROM cv c LEFT JOIN (
-               SELECT repl_id, max(us) AS head_us FROM (
-                 SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM cls)
-                 UNION ALL
-                 SELECT repl_id, epoch_us(ts) FROM quarantine
-                 WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM cls))
-               GROUP BY repl_id) h ON h.repl_id = c.repl_id
-             WHERE c.status = 'new') x
-           WHERE cls.line_no = x.line_no"""
-    )
 
 
 def _canonical(text: str) -> bytes | None:

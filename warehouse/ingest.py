@@ -19,36 +19,28 @@ import gc
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from events.errors import BadEvent, OtlakeError
-from events.readers import Record, iter_lines, read_events
+from events.readers import LineBlock, Record, iter_line_blocks, read_events
 from events.validate import check_strings
 
 from .classify import classify, rebuild_late_repls
-from .projector import COLUMNS, Projector, Rows, resume_files
+from .fold_native import fold_rows
+from .projector import COLUMNS, resume_states
 from .runs import finish_run, start_run
-from .stage import (
-    create_staged,
-    decode_record,
-    insert_staged,
-    quarantine_row,
-    stage_lines,
-    stage_records,
-)
-from .store import Warehouse
+from .stage import Staged, decode_record, quarantine_row, scan_rows, stage_records
+from .store import ROW_GROUP_SIZE, Warehouse
 
 CHUNK_RECORDS = 200_000
-SCAN_BATCH = 4096  # rows per Arrow record batch handed to DuckDB
 DEFAULT_CHECKPOINT_EVERY = 256
-
-_TYPES = {"ts": pa.timestamp("us", tz="UTC"), "seq": pa.int64(), "file_id": pa.int64(), "version": pa.int64(),
-          "crc32": pa.uint64()}
 
 
 @dataclass
@@ -90,15 +82,14 @@ class IngestReport:
 
 @dataclass
 class Chunk:
-    """Either JSON lines of one file (fast lane) or decoded records (slow lane)."""
+    """Either JSON lines of one file (fast lane first) or decoded records (slow lane)."""
 
     origin: str = ""
-    line_nos: list[int] = field(default_factory=list)
-    lines: list[bytes] = field(default_factory=list)
+    lines: LineBlock | None = None
     records: list[Record] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.lines) + len(self.records)
+        return (len(self.lines) if self.lines is not None else 0) + len(self.records)
 
 
 @contextmanager
@@ -124,15 +115,8 @@ def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
 
 
 def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
-    chunk = Chunk(origin=str(path))
-    for number, line in iter_lines(path):
-        chunk.line_nos.append(number)
-        chunk.lines.append(line)
-        if len(chunk.lines) >= size:
-            yield chunk
-            chunk = Chunk(origin=str(path))
-    if chunk.lines:
-        yield chunk
+    for block in iter_line_blocks(path, size):
+        yield Chunk(origin=str(path), lines=block)
 
 
 def _record_chunks(records: Iterable[Record], size: int) -> Iterator[Chunk]:
@@ -180,51 +164,94 @@ def _ingest(wh: Warehouse, chunks: Iterable[Chunk], params: dict, progress, chec
     started = time.perf_counter()
     try:
         with _no_gc():
-            for chunk in chunks:
-                _ingest_chunk(wh.con, chunk, report, every)
+            for prepared in _prepare_ahead(chunks):
+                _ingest_chunk(wh.con, prepared, report, every)
                 if progress:
-                    progress(len(chunk))
+                    progress(prepared.size)
     except BaseException:
         report.seconds = time.perf_counter() - started
         finish_run(wh.con, run_id, "failed", report.as_dict(), {"seconds": round(report.seconds, 3)})
         raise
     report.seconds = time.perf_counter() - started
     steps = {k: round(v, 3) for k, v in report.step_seconds.items()}
-    steps["read"] = round(report.seconds - sum(report.step_seconds.values()), 3)
+    # stage runs in the reader thread, beside the other steps; read: time spent waiting for the reader
+    steps["read"] = round(report.seconds - sum(v for k, v in report.step_seconds.items() if k != "stage"), 3)
     finish_run(wh.con, run_id, "done", report.as_dict(),
                {"seconds": round(report.seconds, 3), "steps": steps,
                 "records_per_second": round(report.records_in / report.seconds) if report.seconds else None})
     return report
 
 
-def _lines_table(chunk: Chunk) -> tuple[pa.Table, list[int]]:
-    """Arrow (line_no, line) of the chunk's valid-UTF-8 lines, and the line numbers that are not."""
-    blob = b"".join(chunk.lines)
-    lengths = np.fromiter((len(x) for x in chunk.lines), dtype=np.int64, count=len(chunk.lines))
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(lengths),
-                                           [None, pa.py_buffer(offsets), pa.py_buffer(blob)])
-    nos = pa.array(chunk.line_nos, pa.int64())
+@dataclass
+class Prepared:
+    """A chunk read and staged: everything that needs only the input, not the warehouse."""
+
+    size: int                # records in
+    origin: str
+    fast: pa.Table | None    # the scanner's staged rows
+    rows: list[dict]         # slow-lane rows that passed validation
+    bad: list[tuple]         # (BadEvent, origin, raw, hash) of the records that did not
+    slow_lane: int
+    seconds: float           # time spent preparing (in the worker thread)
+
+
+def _prepare(chunk: Chunk) -> Prepared:
+    """Read (JSON lines: compiled scanner first, Python for the rest) and validate one chunk."""
+    started = time.perf_counter()
+    fast = None
+    if chunk.lines is not None:
+        block = chunk.lines
+        table, not_utf8 = _lines_table(block)
+        fast, slow_nos = scan_rows(table, chunk.origin)
+        slow = [(n, decode_record(block.line(int(np.searchsorted(block.numbers, n))), f"{chunk.origin}:{n}"))
+                for n in sorted(slow_nos + not_utf8)]
+    else:
+        slow = list(enumerate(chunk.records))
+    rows, bad = stage_records(slow)
+    return Prepared(len(chunk), chunk.origin, fast, rows, bad, len(slow), time.perf_counter() - started)
+
+
+def _prepare_ahead(chunks: Iterable[Chunk]) -> Iterator[Prepared]:
+    """Prepared chunks in order; the next one is read and staged in a worker thread meanwhile.
+
+    The scanner and DuckDB release the GIL, so reading chunk n+1 overlaps classifying, folding and
+    writing chunk n. Classifying needs the chunks before it stored, so it stays in order.
+    """
+    source = iter(chunks)
+
+    def next_prepared() -> Prepared | None:
+        chunk = next(source, None)
+        return None if chunk is None else _prepare(chunk)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="otlake-read") as pool:
+        pending = pool.submit(next_prepared)
+        try:
+            while (prepared := pending.result()) is not None:
+                pending = pool.submit(next_prepared)
+                yield prepared
+        finally:
+            pending.cancel()
+
+
+def _lines_table(block: LineBlock) -> tuple[pa.Table, list[int]]:
+    """Arrow (line_no, line) of the block's valid-UTF-8 lines, and the line numbers that are not."""
+    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(block),
+                                           [None, pa.py_buffer(block.offsets), pa.py_buffer(block.data)])
+    nos = pa.array(block.numbers, pa.int64())
     try:
-        return _batched(pa.table({"line_no": nos, "line": arr.cast(pa.large_string())})), []
+        return pa.table({"line_no": nos, "line": arr.cast(pa.large_string())}), []
     except pa.ArrowInvalid:  # some line is not UTF-8: find which, the rest goes on
         good = []
-        for i, line in enumerate(chunk.lines):
+        for i in range(len(block)):
             try:
-                line.decode("utf-8")
+                block.line(i).decode("utf-8")
                 good.append(i)
             except UnicodeDecodeError:
                 pass
-        bad = sorted(set(range(len(chunk.lines))) - set(good))
+        bad = sorted(set(range(len(block))) - set(good))
         keep = pa.array(good, pa.int64())
-        return (_batched(pa.table({"line_no": nos.take(keep), "line": arr.take(keep).cast(pa.large_string())})),
-                [chunk.line_nos[i] for i in bad])
-
-
-def _batched(table: pa.Table) -> pa.Table:
-    # DuckDB scans an Arrow table in parallel by record batch: one big batch would use one thread
-    return pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH))
+        return (pa.table({"line_no": nos.take(keep), "line": arr.take(keep).cast(pa.large_string())}),
+                [int(block.numbers[i]) for i in bad])
 
 
 def _counts(report: IngestReport) -> tuple[int, int]:
@@ -244,112 +271,128 @@ class _StepClock:
         self.last = now
 
 
-def _ingest_chunk(con, chunk: Chunk, report: IngestReport, every: int) -> None:
+def _ingest_chunk(con, prepared: Prepared, report: IngestReport, every: int) -> None:
     clock = _StepClock(report.step_seconds)
     before = _counts(report)
-    report.records_in += len(chunk)
+    report.records_in += prepared.size
+    report.slow_lane += prepared.slow_lane
+    report.step_seconds["stage"] = report.step_seconds.get("stage", 0.0) + prepared.seconds
     con.execute("BEGIN TRANSACTION")
+    staged = Staged(con)
     try:
-        create_staged(con)
-        if chunk.lines:
-            table, not_utf8 = _lines_table(chunk)
-            slow_nos = stage_lines(con, table, chunk.origin) + not_utf8
-            by_no = dict(zip(chunk.line_nos, chunk.lines))
-            slow = [(n, decode_record(by_no[n], f"{chunk.origin}:{n}")) for n in sorted(slow_nos)]
-        else:
-            slow = list(enumerate(chunk.records))
-        report.slow_lane += len(slow)
-        rows, bad = stage_records(slow)
-        insert_staged(con, rows)
-        clock.lap("stage")
-        rebuild_late_repls(con, report)
+        staged.add_table(prepared.fast)
+        staged.add_rows(prepared.rows)
+        staged.register()
+        bad = prepared.bad
+        rebuild_late_repls(con, report, staged)
         quarantine = [quarantine_row(e, origin, raw, h, None) for e, origin, raw, h in bad]
         classify(con, report, quarantine)
         clock.lap("classify")
-        rejected = _fold(con, every, quarantine, report)
+        folded = _fold(con, staged, every, quarantine)
         clock.lap("fold")
-        _write(con, quarantine, rejected, report)
-        con.execute("DROP VIEW cv; DROP TABLE cls; DROP TABLE staged")
+        _write(con, staged, quarantine, folded, report)
+        con.execute("DROP VIEW cv; DROP TABLE cls")
         after = _counts(report)
         if after[0] - before[0] != after[1] - before[1]:
             # never commit a chunk whose records do not all land somewhere
             raise OtlakeError(
-                f"ingest of {chunk.origin or 'records'} does not reconcile: {after[0] - before[0]} records in, "
+                f"ingest of {prepared.origin or 'records'} does not reconcile: {after[0] - before[0]} records in, "
                 f"{after[1] - before[1]} stored, duplicate or quarantined; the chunk was rolled back")
         con.execute("COMMIT")
         clock.lap("write")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        staged.close()
 
 
-def _fold(con, every: int, quarantine: list[tuple], report: IngestReport) -> tuple[Rows, list[tuple]]:
-    """Fold the new ot/file events of each repl; returns the rows and the (repl_id, seq) refused."""
-    data = con.sql(
-        """SELECT c.repl_id, c.seq, c.us_eff, c.kind, c.path, c.version, c.ops, c.crc32, c.author, c.op, c.dest,
-                  c.repl_id IN (SELECT repl_id FROM path_events) AS resume
-           FROM cv c WHERE c.status = 'new' AND c.kind IN ('ot', 'file') ORDER BY c.repl_id, c.seq"""
-    ).to_arrow_table().to_pydict()
-    rows = Rows()
-    refused: list[tuple] = []
-    projector = None
-    resume = data.pop("resume")
-    for i, (repl_id, seq, us, kind, path, version, ops, crc, author, op, dest) in enumerate(zip(*data.values())):
-        if projector is None or projector.repl_id != repl_id:
-            files = resume_files(con, repl_id) if resume[i] else None
-            projector = Projector(repl_id, rows, files, every)
-        if kind == "ot":
-            error = projector.ot(seq, us, path, version, ops, crc, author)
-        else:
-            error = projector.file(seq, us, op, path, dest)
-        if error is not None:
-            refused.append((repl_id, seq, error))
-    rejected = [(repl_id, seq) for repl_id, seq, _ in refused]
-    if refused:  # the source rows of refused events, fetched only for them
-        con.register("refused", pa.table({"repl_id": pa.array([r for r, _ in rejected], pa.string()),
-                                          "seq": pa.array([s for _, s in rejected], pa.int64())}))
-        try:
-            source = {(r, s): rest for r, s, *rest in con.execute(
-                """SELECT c.repl_id, c.seq, c.origin, c.raw, c.h, c.us, c.line_no < 0 FROM cv c
-                   JOIN refused f ON f.repl_id = c.repl_id AND f.seq = c.seq WHERE c.status = 'new'""").fetchall()}
-        finally:
-            con.unregister("refused")
-        for repl_id, seq, error in refused:
-            origin, raw, h, us, restaged = source[(repl_id, seq)]
-            quarantine.append(quarantine_row(error, origin, raw, h, us, restaged))
-    return rows, rejected
+@dataclass
+class Folded:
+    """What the fold made of a chunk: the derived tables, and which staged rows it refused."""
+
+    tables: dict[str, pa.Table]
+    rejected: list[tuple[str, int]]  # (repl_id, seq)
+    stored: np.ndarray               # bool per staged row: new and not refused, so it is written
+    us_eff: np.ndarray               # int64 per staged row: effective time (µs) where new
 
 
-def _write(con, quarantine: list[tuple], folded: tuple[Rows, list[tuple]], report: IngestReport) -> None:
-    rows, rejected = folded
-    for table, columns in COLUMNS.items():
-        if not rows.count(table):
-            continue
-        data = rows.columns(table)
-        tbl = pa.table({c: pa.array(data[c], _TYPES.get(c)) if c in _TYPES else pa.array(data[c]) for c in columns})
-        if "ts" in columns:
-            tbl = tbl.set_column(columns.index("ts"), "ts", pa.array(data["ts"], pa.int64()).cast(
-                pa.timestamp("us", tz="UTC")))
-        con.register("batch", tbl)
-        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM batch")
+def _fold(con, staged: Staged, every: int, quarantine: list[tuple]) -> Folded:
+    """Fold the new ot/file events of each repl (compiled, fold_native), in (repl_id, seq) order.
+
+    The staged rows stay in Arrow: cls gives each row's status and effective time by position (rix).
+    """
+    table = staged.table
+    n = table.num_rows
+    cls = con.sql("SELECT rix, status = 'new' AS new, us_eff FROM cls").to_arrow_table()
+    rix = cls.column("rix").to_numpy()
+    new = np.zeros(n, dtype=bool)
+    new[rix] = cls.column("new").to_numpy(zero_copy_only=False)
+    us_eff = np.zeros(n, dtype=np.int64)
+    us_eff[rix] = cls.column("us_eff").fill_null(0).to_numpy()
+    folding = new & pc.is_in(table.column("kind"), pa.array(["ot", "file"])).fill_null(False).to_numpy(
+        zero_copy_only=False)
+    at = np.flatnonzero(folding)
+    rows = table.select(["repl_id", "seq", "kind", "path", "version", "ops", "crc32", "author", "op", "dest"]).take(at)
+    rows = rows.add_column(2, "us", pa.array(us_eff[at]))
+    order = pc.sort_indices(rows, [("repl_id", "ascending"), ("seq", "ascending")]).to_numpy()
+    rows, at = rows.take(order), at[order]
+    repl_ids = pc.unique(rows.column("repl_id"))
+    con.register("folded_repls", pa.table({"repl_id": repl_ids}))
+    try:
+        resumed = [r for (r,) in con.execute(
+            "SELECT DISTINCT repl_id FROM path_events WHERE repl_id IN (SELECT repl_id FROM folded_repls)").fetchall()]
+    finally:
+        con.unregister("folded_repls")
+    tables, errors = fold_rows(rows, every, resume_states(con, resumed))
+    stored = new.copy()
+    rejected = []
+    for i, error in errors:  # the source rows of refused events, looked up only for them
+        pos = int(at[i])
+        stored[pos] = False
+        row = {c: table.column(c)[pos].as_py() for c in ("repl_id", "seq", "origin", "raw", "h", "us", "line_no")}
+        rejected.append((row["repl_id"], row["seq"]))
+        quarantine.append(quarantine_row(error, row["origin"], row["raw"], row["h"], row["us"], row["line_no"] < 0))
+    return Folded(tables, rejected, stored, us_eff)
+
+
+def _insert(con, table: str, data: pa.Table, select: str) -> None:
+    """INSERT INTO table SELECT select FROM data (Arrow), in batches of a row group: DuckDB inserts them in
+    parallel, straight into the file."""
+    if not data.num_rows:
+        return
+    con.register("batch", pa.Table.from_batches(data.to_batches(max_chunksize=ROW_GROUP_SIZE), data.schema))
+    try:
+        con.execute(f"INSERT INTO {table} SELECT {select} FROM batch")
+    finally:
         con.unregister("batch")
-    con.register("rejected", pa.table({"repl_id": pa.array([r for r, _ in rejected], pa.string()),
-                                       "seq": pa.array([s for _, s in rejected], pa.int64())}))
-    con.execute("UPDATE cls SET status = 'rejected' FROM rejected r WHERE cls.repl_id = r.repl_id "
-                "AND cls.seq = r.seq AND cls.status = 'new'")
-    con.unregister("rejected")
-    mine, restaged = con.execute(
-        "SELECT count(*) FILTER (line_no >= 0), count(*) FILTER (line_no < 0) FROM cls WHERE status = 'new'"
-    ).fetchone()
-    report.stored += mine
-    report.rebuilt_stored += restaged
-    con.execute(
-        """INSERT INTO events SELECT repl_id, seq, make_timestamp(us)::TIMESTAMPTZ, kind, session_id, user_id, path,
-                  raw, h FROM cv WHERE status = 'new'""")
-    con.execute(
-        """INSERT INTO diagnostics SELECT repl_id, seq, make_timestamp(us_eff)::TIMESTAMPTZ, path, start_line,
-                  start_character, end_line, end_character, severity, code, message, has_code_action
-           FROM cv WHERE status = 'new' AND kind = 'lsp_diagnostic'""")
+
+
+def _write(con, staged: Staged, quarantine: list[tuple], folded: Folded, report: IngestReport) -> None:
+    for table, columns in COLUMNS.items():
+        _insert(con, f"{table} ({', '.join(columns)})", folded.tables[table],
+                ", ".join("make_timestamp(ts)::TIMESTAMPTZ" if c == "ts" else c for c in columns))
+    if folded.rejected:
+        con.register("rejected", pa.table({"repl_id": pa.array([r for r, _ in folded.rejected], pa.string()),
+                                           "seq": pa.array([s for _, s in folded.rejected], pa.int64())}))
+        con.execute("UPDATE cls SET status = 'rejected' FROM rejected r WHERE cls.repl_id = r.repl_id "
+                    "AND cls.seq = r.seq AND cls.status = 'new'")
+        con.unregister("rejected")
+    table, stored = staged.table, folded.stored
+    restaged = table.column("line_no").to_numpy() < 0
+    report.stored += int(np.count_nonzero(stored & ~restaged))
+    report.rebuilt_stored += int(np.count_nonzero(stored & restaged))
+    rows = table if stored.all() else table.filter(pa.array(stored))
+    _insert(con, "events", rows.select(["repl_id", "seq", "us", "kind", "session_id", "user_id", "path", "raw", "h"]),
+            "repl_id, seq, make_timestamp(us)::TIMESTAMPTZ, kind, session_id, user_id, path, raw, h")
+    diagnostics = stored & pc.equal(table.column("kind"), "lsp_diagnostic").fill_null(False).to_numpy(
+        zero_copy_only=False)
+    at = np.flatnonzero(diagnostics)
+    rows = table.select(["repl_id", "seq", "path", "start_line", "start_character", "end_line", "end_character",
+                         "severity", "code", "message", "has_code_action"]).take(at)
+    _insert(con, "diagnostics", rows.add_column(2, "us_eff", pa.array(folded.us_eff[at])),
+            "repl_id, seq, make_timestamp(us_eff)::TIMESTAMPTZ, path, start_line, start_character, end_line, "
+            "end_character, severity, code, message, has_code_action")
     con.execute(
         """INSERT INTO repls
            SELECT repl_id, language, is_private, owner, title, seq, make_timestamp(us)::TIMESTAMPTZ FROM (

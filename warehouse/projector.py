@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
+import pyarrow as pa
 
 from events.errors import BadEvent
 from events.validate import parse_ops
@@ -139,3 +140,36 @@ def resume_files(con, repl_id: str) -> ReplFiles:
             state.broken = BadEvent(kind, "stored break", repl_id=repl_id, seq=seq, path=path)
         files.files[path] = state
     return files
+
+
+def resume_states(con, repl_ids: list[str]) -> dict[str, list]:
+    """For each repl, its live files at the end of what is stored (fold_native.ResumeFile), in one pass."""
+    from .fold_native import ResumeFile
+    from .timetravel import TimeTravel
+
+    if not repl_ids:
+        return {}
+    con.register("resume_repls", pa.table({"repl_id": pa.array(repl_ids, pa.string())}))
+    try:
+        live = con.execute(
+            """SELECT repl_id, path, file_id FROM path_events WHERE repl_id IN (SELECT repl_id FROM resume_repls)
+               QUALIFY row_number() OVER (PARTITION BY repl_id, path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL
+               ORDER BY repl_id, path""").fetchall()
+        heads = {(r, f): v for r, f, v in con.execute(
+            """SELECT repl_id, file_id, max(version) FROM ot_ops WHERE repl_id IN (SELECT repl_id FROM resume_repls)
+               GROUP BY repl_id, file_id""").fetchall()}
+        breaks = {(r, f): (kind, seq) for r, f, kind, seq in con.execute(
+            """SELECT repl_id, file_id, error_kind, seq FROM file_breaks
+               WHERE repl_id IN (SELECT repl_id FROM resume_repls)""").fetchall()}
+    finally:
+        con.unregister("resume_repls")
+    cur = con.cursor()
+    try:
+        texts = TimeTravel(cur).contents([(r, f, heads.get((r, f), 0)) for r, _, f in live])
+    finally:
+        cur.close()
+    states: dict[str, list] = {r: [] for r in repl_ids}
+    for (repl_id, path, file_id), text in zip(live, texts):
+        states[repl_id].append(ResumeFile(path, file_id, heads.get((repl_id, file_id), 0), text,
+                                          breaks.get((repl_id, file_id))))
+    return states

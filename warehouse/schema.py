@@ -4,6 +4,19 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 1
 
+# Keys of the tables ingest derives from events. Ingest keeps them unique (classify looks every record's
+# (repl_id, seq) up before anything is written, and the fold numbers versions per lineage); `otlake verify`
+# checks them. They are not PRIMARY KEY constraints: DuckDB's indexes for them cost about 12% of ingest
+# time (BENCHMARKS.md) and no query here uses them. The other tables keep theirs (ON CONFLICT needs them).
+KEYS = {
+    "events": ("repl_id", "seq"),
+    "ot_ops": ("repl_id", "file_id", "version"),
+    "path_events": ("repl_id", "seq", "path"),
+    "file_breaks": ("repl_id", "file_id"),
+    "checkpoints": ("repl_id", "file_id", "version"),
+    "diagnostics": ("repl_id", "seq"),
+}
+
 TABLES = {
     "meta": """
         CREATE TABLE IF NOT EXISTS meta (
@@ -21,7 +34,7 @@ TABLES = {
             ts TIMESTAMPTZ
         )""",
     "events": """
-        CREATE TABLE IF NOT EXISTS events (
+        CREATE TABLE IF NOT EXISTS events (  -- key: KEYS['events']
             repl_id VARCHAR NOT NULL,
             seq BIGINT NOT NULL,
             ts TIMESTAMPTZ NOT NULL,
@@ -29,12 +42,13 @@ TABLES = {
             session_id VARCHAR,
             user_id BIGINT,
             path VARCHAR,
-            event VARCHAR NOT NULL,  -- the event as received (its JSON line); JSON functions apply
-            event_hash UBIGINT NOT NULL,
-            PRIMARY KEY (repl_id, seq)
+            -- the event as received (its JSON line); JSON functions apply. zstd: 8x smaller than
+            -- DuckDB's default string compression on session logs, no slower to ingest (BENCHMARKS.md)
+            event VARCHAR NOT NULL USING COMPRESSION zstd,
+            event_hash UBIGINT NOT NULL
         )""",
     "ot_ops": """
-        CREATE TABLE IF NOT EXISTS ot_ops (
+        CREATE TABLE IF NOT EXISTS ot_ops (  -- key: KEYS['ot_ops']
             repl_id VARCHAR NOT NULL,
             file_id BIGINT NOT NULL,  -- the file lineage: seq of the event that started it
             version BIGINT NOT NULL,
@@ -43,39 +57,35 @@ TABLES = {
             ts TIMESTAMPTZ NOT NULL,  -- effective time (running max of ts within the repl)
             ops VARCHAR NOT NULL,     -- compact JSON: n skip, -n delete, "s" insert
             crc32 UBIGINT,
-            author VARCHAR,
-            PRIMARY KEY (repl_id, file_id, version)
+            author VARCHAR
         )""",
     "path_events": """
-        CREATE TABLE IF NOT EXISTS path_events (
+        CREATE TABLE IF NOT EXISTS path_events (  -- key: KEYS['path_events']
             repl_id VARCHAR NOT NULL,
             seq BIGINT NOT NULL,
             path VARCHAR NOT NULL,
             ts TIMESTAMPTZ NOT NULL,  -- effective time
-            file_id BIGINT,           -- lineage now at path; NULL: nothing there any more
-            PRIMARY KEY (repl_id, seq, path)
+            file_id BIGINT            -- lineage now at path; NULL: nothing there any more
         )""",
     "file_breaks": """
-        CREATE TABLE IF NOT EXISTS file_breaks (
+        CREATE TABLE IF NOT EXISTS file_breaks (  -- key: KEYS['file_breaks']
             repl_id VARCHAR NOT NULL,
             file_id BIGINT NOT NULL,
             seq BIGINT NOT NULL,      -- the bad packet; the file's content is unknown from here on
             path VARCHAR NOT NULL,
             ts TIMESTAMPTZ NOT NULL,
-            error_kind VARCHAR NOT NULL,
-            PRIMARY KEY (repl_id, file_id)
+            error_kind VARCHAR NOT NULL
         )""",
     "checkpoints": """
-        CREATE TABLE IF NOT EXISTS checkpoints (
+        CREATE TABLE IF NOT EXISTS checkpoints (  -- key: KEYS['checkpoints']
             repl_id VARCHAR NOT NULL,
             file_id BIGINT NOT NULL,
             version BIGINT NOT NULL,
             path VARCHAR NOT NULL,
-            content VARCHAR NOT NULL,
-            PRIMARY KEY (repl_id, file_id, version)
+            content VARCHAR NOT NULL USING COMPRESSION zstd  -- whole files: zstd, like events.event
         )""",
     "diagnostics": """
-        CREATE TABLE IF NOT EXISTS diagnostics (
+        CREATE TABLE IF NOT EXISTS diagnostics (  -- key: KEYS['diagnostics']
             repl_id VARCHAR NOT NULL,
             seq BIGINT NOT NULL,
             ts TIMESTAMPTZ NOT NULL,
@@ -87,8 +97,7 @@ TABLES = {
             severity TINYINT NOT NULL,
             code VARCHAR,
             message VARCHAR NOT NULL,
-            has_code_action BOOLEAN NOT NULL,
-            PRIMARY KEY (repl_id, seq)
+            has_code_action BOOLEAN NOT NULL
         )""",
     "pairs": """
         CREATE TABLE IF NOT EXISTS pairs (

@@ -19,6 +19,7 @@ from ot_replay.replay import apply_event
 from ot_replay.state import ReplFiles
 
 from .runs import finish_run, start_run
+from .schema import KEYS
 from .store import Warehouse
 
 
@@ -78,6 +79,7 @@ def verify(wh: Warehouse, repl_ids: list[str] | None = None,
                 progress(1)
     finally:
         travel.cur.close()
+    _check_keys(con, repl_ids, report)
     con.execute("BEGIN TRANSACTION")
     if repl_ids:
         con.execute("DELETE FROM quarantine WHERE source = 'verify' AND list_contains(?, repl_id)", [repl_ids])
@@ -91,6 +93,21 @@ def verify(wh: Warehouse, repl_ids: list[str] | None = None,
     con.execute("COMMIT")
     finish_run(con, run_id, "done", report.as_dict(), {})
     return report
+
+
+def _check_keys(con, repl_ids: list[str], report: VerifyReport) -> None:
+    """Every key of schema.KEYS unique: ingest keeps them so (they are not DuckDB constraints), checked here."""
+    if not repl_ids:
+        return
+    for table, key in KEYS.items():
+        cols = ", ".join(key)
+        for repl_id, first, n in con.execute(
+                f"""SELECT repl_id, min({key[1]}), count(*) FROM (
+                      SELECT {cols} FROM {table} WHERE list_contains(?, repl_id) GROUP BY {cols} HAVING count(*) > 1)
+                    GROUP BY repl_id ORDER BY repl_id""", [repl_ids]).fetchall():
+            report.projection_errors.append({
+                "repl_id": repl_id, "seq": first if key[1] == "seq" else None, "kind": f"duplicate_key_{table}",
+                "message": f"{n} keys ({cols}) of {table} occur more than once (the first {key[1]} is {first})"})
 
 
 def _verify_repl(wh: Warehouse, travel, repl_id: str, report: VerifyReport) -> None:
