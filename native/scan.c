@@ -1811,13 +1811,37 @@ static void cut_parts(part_t *parts, size_t nparts, const struct line *lines, si
     }
 }
 
+/* Cut lines into parts of part_lines lines each, a part ending early where it would pass
+ * PART_MAX_BYTES; returns the number of parts (at most count). */
+static size_t cut_parts_by_lines(part_t *parts, const struct line *lines, size_t count, size_t part_lines)
+{
+    size_t nparts = 0, i = 0;
+    while (i < count) {
+        size_t first = i, size = 0;
+        while (i < count && i - first < part_lines) {
+            size_t len = lines[i].len > 0 ? (size_t)lines[i].len : 0;
+            if (i > first && size + len > PART_MAX_BYTES)
+                break;
+            size += len;
+            i++;
+        }
+        parts[nparts].lines = lines;
+        parts[nparts].first = first;
+        parts[nparts].count = i - first;
+        parts[nparts].bytes = size;
+        nparts++;
+    }
+    return nparts;
+}
+
 PyDoc_STRVAR(scan_doc,
-"scan(chunks, threads) -> (parts, slow)\n\n"
+"scan(chunks, threads, part_lines=0) -> (parts, slow)\n\n"
 "chunks: per Arrow chunk of the lines, (length, offset, validity, offsets, data, nos_offset, nos):\n"
 "a large_string array's length, offset and buffers (validity may be None) and its line numbers'\n"
 "int64 values buffer and offset. parts: per record batch, (rows, columns), each column the\n"
 "Arrow buffers of a staged column (COLUMNS, in order): (validity, values) or (validity, offsets,\n"
-"data), validity None if no nulls. slow: the line numbers of the lines not accepted, int64 bytes.");
+"data), validity None if no nulls. slow: the line numbers of the lines not accepted, int64 bytes.\n"
+"part_lines > 0: parts (record batches) of that many lines, else a few parts per thread.");
 
 /* Scan the parts in `threads` threads (this one included), without the GIL. */
 static void run_parts(part_t *parts, size_t nparts, int threads)
@@ -1870,8 +1894,13 @@ static PyObject *scan(PyObject *self, PyObject *args)
     (void)self;
     PyObject *chunks_obj, *result = NULL;
     int threads;
-    if (!PyArg_ParseTuple(args, "Oi:scan", &chunks_obj, &threads))
+    Py_ssize_t part_lines = 0;
+    if (!PyArg_ParseTuple(args, "Oi|n:scan", &chunks_obj, &threads, &part_lines))
         return NULL;
+    if (part_lines < 0) {
+        PyErr_SetString(PyExc_ValueError, "part_lines must be >= 0");
+        return NULL;
+    }
     PyObject *chunks = PySequence_Fast(chunks_obj, "chunks must be a sequence");
     if (!chunks)
         return NULL;
@@ -1912,16 +1941,27 @@ static PyObject *scan(PyObject *self, PyObject *args)
     threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     if (bytes < MIN_THREADED_BYTES)
         threads = 1;
-    nparts = count == 0 ? 0 : threads == 1 ? 1 : (size_t)threads * PARTS_PER_THREAD;
-    if (nparts && bytes / PART_MAX_BYTES + 1 > nparts)
-        nparts = bytes / PART_MAX_BYTES + 1;
-    parts = PyMem_Calloc(nparts + 1, sizeof *parts);
-    if (!parts) {
-        PyErr_NoMemory();
-        goto done;
+    if (part_lines > 0 && count > 0) {
+        /* parts of part_lines lines (the caller's record batch size), fewer where they would pass
+         * PART_MAX_BYTES: at most count parts */
+        parts = PyMem_Calloc(count + 1, sizeof *parts);
+        if (!parts) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        nparts = cut_parts_by_lines(parts, lines, count, (size_t)part_lines);
+    } else {
+        nparts = count == 0 ? 0 : threads == 1 ? 1 : (size_t)threads * PARTS_PER_THREAD;
+        if (nparts && bytes / PART_MAX_BYTES + 1 > nparts)
+            nparts = bytes / PART_MAX_BYTES + 1;
+        parts = PyMem_Calloc(nparts + 1, sizeof *parts);
+        if (!parts) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (nparts)
+            cut_parts(parts, nparts, lines, count, bytes);
     }
-    if (nparts)
-        cut_parts(parts, nparts, lines, count, bytes);
     run_parts(parts, nparts, threads);
     result = scan_result(parts, nparts);
 

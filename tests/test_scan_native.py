@@ -131,6 +131,14 @@ def test_threads_and_chunking_do_not_change_the_result(sim_lines):
     for threads, batch in ((2, 4096), (3, 1000), (16, 7)):
         table, slow = scan_lines(lines_table(sim_lines, batch=batch), threads=threads)
         assert slow == slow_one and table.equals(one)
+    # record batches of a given number of lines (ingest asks for a row group's worth)
+    for threads, batch_lines in ((2, 1000), (1, 4096), (3, 1)):
+        table, slow = scan_lines(lines_table(sim_lines, batch=3000), threads=threads, batch_lines=batch_lines)
+        assert slow == slow_one and table.equals(one)
+        sizes = [b.num_rows for b in table.to_batches()]
+        assert max(sizes) <= batch_lines and len(sizes) == -(-len(sim_lines) // batch_lines)
+    with pytest.raises(ValueError, match="part_lines"):
+        _scan.scan([], 1, -1)
     # a sliced table: Arrow arrays with a non-zero offset
     sliced = lines_table(sim_lines).slice(1000, 2000)
     table, slow = scan_lines(sliced)

@@ -63,9 +63,15 @@ def classify(con, report, quarantine: list[tuple]) -> None:
     # each repl has stored. Conflicts are resolved below, but never into 'new', so it can be set here.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE cls AS
-           WITH ranked AS (
+           WITH repeated AS (  -- (repl_id, seq) staged more than once: only those need ranking
+             SELECT repl_id, seq FROM staged GROUP BY repl_id, seq HAVING count(*) > 1),
+           ranked AS (
+             SELECT rix, line_no, repl_id, seq, h, us, 1 AS rn, h AS first_h
+             FROM staged ANTI JOIN repeated USING (repl_id, seq)
+             UNION ALL
              SELECT rix, line_no, repl_id, seq, h, us, row_number() OVER w AS rn, first_value(h) OVER w AS first_h
-             FROM staged WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no)),
+             FROM staged SEMI JOIN repeated USING (repl_id, seq)
+             WINDOW w AS (PARTITION BY repl_id, seq ORDER BY line_no)),
            classified AS (
              SELECT r.rix, r.line_no, r.repl_id, r.seq, r.rn, r.us,
                CASE WHEN e.event_hash = r.h THEN 'dup'

@@ -333,10 +333,10 @@ def _fold(con, staged: Staged, every: int, quarantine: list[tuple]) -> Folded:
     folding = new & pc.is_in(table.column("kind"), pa.array(["ot", "file"])).fill_null(False).to_numpy(
         zero_copy_only=False)
     at = np.flatnonzero(folding)
+    keys = table.select(["repl_id", "seq"]).take(at)
+    at = at[pc.sort_indices(keys, [("repl_id", "ascending"), ("seq", "ascending")]).to_numpy()]
     rows = table.select(["repl_id", "seq", "kind", "path", "version", "ops", "crc32", "author", "op", "dest"]).take(at)
     rows = rows.add_column(2, "us", pa.array(us_eff[at]))
-    order = pc.sort_indices(rows, [("repl_id", "ascending"), ("seq", "ascending")]).to_numpy()
-    rows, at = rows.take(order), at[order]
     repl_ids = pc.unique(rows.column("repl_id"))
     con.register("folded_repls", pa.table({"repl_id": repl_ids}))
     try:

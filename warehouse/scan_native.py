@@ -20,9 +20,10 @@ if tuple(SCHEMA.names) != _scan.COLUMNS:
     raise ImportError(f"warehouse._scan is out of date: its columns {_scan.COLUMNS} are not {SCHEMA.names}")
 
 
-def scan_lines(lines: pa.Table, threads: int = THREADS) -> tuple[pa.Table, list[int]]:
+def scan_lines(lines: pa.Table, threads: int = THREADS, batch_lines: int = 0) -> tuple[pa.Table, list[int]]:
     """Staged rows (SCHEMA, input order) of the accepted lines of `lines(line_no int64, line large_string)`,
-    and the line numbers left for the slow lane, sorted."""
+    and the line numbers left for the slow lane, sorted. batch_lines > 0: a record batch per that many
+    lines (ingest asks for a row group's worth), else a few per thread."""
     chunks = []
     for batch in lines.select(["line_no", "line"]).to_batches():
         nos, text = batch.column(0), batch.column(1)
@@ -35,7 +36,7 @@ def scan_lines(lines: pa.Table, threads: int = THREADS) -> tuple[pa.Table, list[
         validity, offsets, data = text.buffers()
         chunks.append((len(text), text.offset, validity if text.null_count else None, offsets,
                        data if data is not None else b"", nos.offset, nos.buffers()[1]))
-    parts, slow = _scan.scan(chunks, threads)
+    parts, slow = _scan.scan(chunks, threads, batch_lines)
     batches = [  # one per part the C side scanned; its buffers are owned by _scan.Buffer objects
         pa.RecordBatch.from_arrays(
             [pa.Array.from_buffers(field.type, rows, [None if b is None else pa.py_buffer(b) for b in buffers])
