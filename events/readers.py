@@ -125,20 +125,27 @@ def iter_line_blocks(path: Path, max_lines: int, block_bytes: int = READ_BLOCK) 
                 data, carry = data[:cut], data[cut:]
             elif not data:
                 return
-            yield from _split_lines(data, consumed, max_lines)
-            consumed += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            blocks, lines = _split_lines(data, consumed, max_lines)
+            yield from blocks
+            consumed += lines
             if not piece:
                 return
 
 
-def _split_lines(text: bytes, before: int, max_lines: int) -> Iterator[LineBlock]:
-    """Blocks of the lines in text (whole lines), the first numbered before + 1."""
+def _split_lines(text: bytes, before: int, max_lines: int) -> tuple[list[LineBlock], int]:
+    """Blocks of the lines in text (whole lines), the first numbered before + 1, and how many lines (blank
+    ones included) text holds."""
     buf = np.frombuffer(text, dtype=np.uint8)
     nl = np.flatnonzero(buf == 10)
     starts = np.concatenate(([0], nl + 1))
     ends = np.concatenate((nl, [len(buf)]))
     if len(buf) and buf[-1] == 10:  # the text after the last line end is not a line
         starts, ends = starts[:-1], ends[:-1]
+    return list(_blocks(text, buf, starts, ends, before, max_lines)), len(starts)
+
+
+def _blocks(text: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, before: int,
+            max_lines: int) -> Iterator[LineBlock]:
     numbers = np.arange(before + 1, before + 1 + len(starts), dtype=np.int64)
     if before == 0 and len(buf) >= 3 and buf[:3].tobytes() == b"\xef\xbb\xbf":
         starts[0] = min(3, ends[0])

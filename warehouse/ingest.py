@@ -201,10 +201,9 @@ def _prepare(chunk: Chunk) -> Prepared:
     fast = None
     if chunk.lines is not None:
         block = chunk.lines
-        table, not_utf8 = _lines_table(block)
-        fast, slow_nos = scan_rows(table, chunk.origin)
+        fast, slow_nos = scan_rows(_lines_table(block), chunk.origin)
         slow = [(n, decode_record(block.line(int(np.searchsorted(block.numbers, n))), f"{chunk.origin}:{n}"))
-                for n in sorted(slow_nos + not_utf8)]
+                for n in slow_nos]
     else:
         slow = list(enumerate(chunk.records))
     rows, bad = stage_records(slow)
@@ -233,25 +232,12 @@ def _prepare_ahead(chunks: Iterable[Chunk]) -> Iterator[Prepared]:
             pending.cancel()
 
 
-def _lines_table(block: LineBlock) -> tuple[pa.Table, list[int]]:
-    """Arrow (line_no, line) of the block's valid-UTF-8 lines, and the line numbers that are not."""
-    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(block),
-                                           [None, pa.py_buffer(block.offsets), pa.py_buffer(block.data)])
-    nos = pa.array(block.numbers, pa.int64())
-    try:
-        return pa.table({"line_no": nos, "line": arr.cast(pa.large_string())}), []
-    except pa.ArrowInvalid:  # some line is not UTF-8: find which, the rest goes on
-        good = []
-        for i in range(len(block)):
-            try:
-                block.line(i).decode("utf-8")
-                good.append(i)
-            except UnicodeDecodeError:
-                pass
-        bad = sorted(set(range(len(block))) - set(good))
-        keep = pa.array(good, pa.int64())
-        return (pa.table({"line_no": nos.take(keep), "line": arr.take(keep).cast(pa.large_string())}),
-                [int(block.numbers[i]) for i in bad])
+def _lines_table(block: LineBlock) -> pa.Table:
+    """Arrow (line_no, line) of the block, without a copy and without UTF-8 validation: the scanner accepts
+    only valid UTF-8 (bytes >= 0x80 only inside strings, checked there), the rest goes to the slow lane,
+    which reads the bytes and names what is wrong. Only the scanner reads this table."""
+    line = pa.LargeStringArray.from_buffers(len(block), pa.py_buffer(block.offsets), pa.py_buffer(block.data))
+    return pa.table({"line_no": pa.array(block.numbers, pa.int64()), "line": line})
 
 
 def _counts(report: IngestReport) -> tuple[int, int]:
