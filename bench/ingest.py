@@ -37,6 +37,7 @@ def run_one(path, tmp, name: str, repeat: int) -> dict:
             report = ingest_files(wh, [path])
             runs.append((time.perf_counter() - start, report.step_seconds))
             assert report.balanced() and report.quarantined == 0, report.summary()
+        size_mb = round((home / "otlake.duckdb").stat().st_size / 1e6, 1)
     runs.sort(key=lambda r: r[0])
     med, steps = runs[len(runs) // 2]
     steps = {k: round(v, 3) for k, v in steps.items()}
@@ -44,10 +45,11 @@ def run_one(path, tmp, name: str, repeat: int) -> dict:
     dec, _ = median_time(lambda: decode_only(path), repeat)
     return {"events": n, "median_s": round(med, 3), "events_per_s": round(n / med),
             "runs_s": [round(t, 3) for t, _ in runs], "steps_of_median_run_s": steps,
-            "decode_only_events_per_s": round(n / dec), "mb": round(path.stat().st_size / 1e6, 1)}
+            "decode_only_events_per_s": round(n / dec), "mb": round(path.stat().st_size / 1e6, 1),
+            "warehouse_mb": size_mb}
 
 
-def main(repls: int = 300, long_edits: int = 250_000, repeat: int = 3) -> dict:
+def main(repls: int = 300, long_edits: int = 250_000, repeat: int = 5) -> dict:
     tmp = OUT / "ingest"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -144,6 +144,7 @@ def replay(repl_id: str, at: str | None, out: Path | None, path: str | None, hom
 def verify(repls: tuple[str, ...], home: str | None) -> None:
     """Replay every repl to its end and compare with its stored snapshot events.
 
+    Also checks the derived tables against the replay and that every key of them is unique.
     Mismatches are reported and recorded in `quarantine` (source 'verify').
 
     \b
