@@ -112,9 +112,15 @@ def iter_line_blocks(path: Path, max_lines: int, block_bytes: int = READ_BLOCK) 
     carry = b""
     with fh:
         while True:
+            at = fh.tell()
             try:
                 piece = fh.read(block_bytes)
             except (OSError, EOFError) as e:  # e.g. a truncated or corrupt .gz
+                # the whole lines before the damage still count, as iter_lines would have given them
+                data = carry + _readable_part(fh, at)
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    yield from _split_lines(data[:cut], consumed, max_lines)[0]
                 raise OtlakeError(f"cannot read {path}: {e}") from e
             data = carry + piece if carry else piece
             if piece:
@@ -130,6 +136,19 @@ def iter_line_blocks(path: Path, max_lines: int, block_bytes: int = READ_BLOCK) 
             consumed += lines
             if not piece:
                 return
+
+
+def _readable_part(fh, at: int) -> bytes:
+    """The lines fh gives from offset `at` before it fails, as iter_lines reads them (a gzip stream re-reads
+    from its start to seek)."""
+    parts = []
+    try:
+        fh.seek(at)
+        for line in fh:
+            parts.append(line)  # noqa: PERF402 (list(fh) would lose the lines read before the failure)
+    except (OSError, EOFError):
+        pass
+    return b"".join(parts)
 
 
 def _split_lines(text: bytes, before: int, max_lines: int) -> tuple[list[LineBlock], int]:

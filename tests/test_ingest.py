@@ -209,3 +209,8 @@ def test_gzipped_jsonl_takes_the_fast_lane_and_gives_the_same_tables(wh, tmp_pat
     with Warehouse(tmp_path / "plain") as other:
         ingest_files(other, [plain])
         assert dump(wh) == dump(other)
+
+
+def test_duckdb_spills_beside_the_warehouse_file(wh):
+    (where,) = wh.con.execute("SELECT current_setting('temp_directory')").fetchone()
+    assert where == str(wh.path) + ".tmp"

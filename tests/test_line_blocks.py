@@ -36,3 +36,21 @@ def test_a_usual_file_in_blocks(tmp_path):
     path.write_bytes(b"\n".join(lines) + b"\n")
     got = blocks_as_lines(path, 300, 4096)  # lines cross the 4 KB reads
     assert got == [(i + 1, line) for i, line in enumerate(lines)]
+
+
+def test_a_truncated_gzip_gives_its_whole_lines_then_fails(tmp_path):
+    from events.errors import OtlakeError
+
+    lines = [b'{"n":%d}' % i for i in range(20000)]
+    data = gzip.compress(b"\n".join(lines) + b"\n")
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    got = []
+    try:
+        for block in iter_line_blocks(path, 1000, 1 << 20):
+            got += [block.line(i) for i in range(len(block))]
+    except OtlakeError as e:
+        assert "cannot read" in str(e)
+    else:
+        raise AssertionError("a truncated file must fail")
+    assert 5000 < len(got) < 20000 and got == lines[: len(got)]

@@ -66,3 +66,43 @@ def test_resuming_a_repl_whose_only_file_broke_matches_one_run(tmp_path):
         assert split.con.execute(q).fetchall() == one.con.execute(q).fetchall() == [
             (2, "crc_mismatch"), (3, "file_exists")]
 
+
+
+def test_a_resent_refused_packet_with_other_content_is_a_conflict(wh):
+    """A refused packet is part of its repl's stream: a record with its seq and other content conflicts with it
+    (the derived tables have no key constraints to catch a second break row); the same content in other bytes
+    is already quarantined."""
+    from warehouse.schema import KEYS
+    from warehouse.verify import verify
+
+    bad = ot(2, 2, "a", [{"insert": "a"}])  # version 2 first: a version gap, refused
+    ingest_events(wh, [REPL, bad])
+    other = ingest_events(wh, [{**bad, "author": "BOT"}])
+    assert (other.stored, other.quarantined) == (0, 1)
+    again = ingest_events(wh, [{**bad, "author": "BOT2"}])
+    assert (again.stored, again.quarantined) == (0, 1)
+    same = ingest_events(wh, [dict(reversed(list(bad.items())))])  # other bytes, same event
+    assert (same.stored, same.duplicates, same.already_quarantined) == (0, 0, 1)
+    kinds = sorted(k for (k,) in wh.con.execute("SELECT error_kind FROM quarantine").fetchall())
+    assert kinds == ["duplicate_seq", "duplicate_seq", "version_gap"]
+    for table, key in KEYS.items():
+        cols = ", ".join(key)
+        assert wh.con.execute(f"SELECT count(*) - count(DISTINCT ({cols})) FROM {table}").fetchone() == (0,), table
+    late = ingest_events(wh, [{**REPL, "seq": 0, "kind": "shell", "command": "ls"}])  # a rebuild still balances
+    assert late.repls_rebuilt == 1 and late.balanced() and late.stored == 1
+    assert verify(wh).ok()
+
+
+def test_a_stored_event_a_stricter_rule_now_refuses_leaves_the_stream_on_rebuild(wh):
+    """Restaged events are validated again; one that no longer passes goes to quarantine (restaged), the
+    rebuild goes on and nothing is lost."""
+    ingest_events(wh, [REPL, ot(2, 1, "a", [{"insert": "a"}])])
+    raw = ('{"repl_id":"r1","seq":3,"ts":"2024-03-01T12:00:03.000000Z","kind":"snapshot","files":{},'
+           '"path":"../x"}')
+    wh.con.execute("INSERT INTO events VALUES ('r1', 3, TIMESTAMPTZ '2024-03-01 12:00:03+00', 'snapshot', NULL, "
+                   "NULL, '../x', ?, 7)", [raw])  # what an older otlake stored
+    late = ingest_events(wh, [{**REPL, "seq": 0, "kind": "shell", "command": "ls"}])
+    assert late.repls_rebuilt == 1 and late.balanced()
+    assert (late.stored, late.rebuilt_stored, late.rebuilt_quarantined) == (1, 2, 1)
+    assert wh.con.execute("SELECT error_kind, raw FROM quarantine").fetchall() == [("bad_path", raw)]
+    assert wh.con.execute("SELECT seq FROM events ORDER BY seq").fetchall() == [(0,), (1,), (2,)]

@@ -20,7 +20,7 @@ _STREAM = """
     WHERE source = 'ingest' AND ts IS NOT NULL AND repl_id IN (SELECT repl_id FROM staged)"""
 
 
-def rebuild_late_repls(con, report, staged: Staged) -> None:
+def rebuild_late_repls(con, report, staged: Staged, quarantine: list[tuple]) -> None:
     """A new event older than a repl's stored stream: restage the whole stream and re-derive the repl.
 
     Restaged rows get negative line numbers: they sort before the chunk's own (stored content wins
@@ -48,8 +48,10 @@ def rebuild_late_repls(con, report, staged: Staged) -> None:
         records = [(i - len(stream), decode_record(text.encode(), origin or "warehouse"))
                    for i, (text, origin) in enumerate(stream)]
         rows, bad = stage_records(records)
-        # every record of the stream passed validation before; failing now would mean a damaged store
-        assert not bad, f"restaged events of {repl_id} no longer validate: {bad[0][0]}"
+        # every record of the stream passed validation when it was stored; one that fails now (a stricter
+        # rule since) leaves the stream for quarantine, counted as a restaged refusal, never lost
+        for error, origin, raw, h in bad:
+            quarantine.append(quarantine_row(error, origin, raw, h, None, True))
         staged.add_rows(rows)
         report.repls_rebuilt += 1
     if late:
@@ -77,13 +79,16 @@ def classify(con, report, quarantine: list[tuple]) -> None:
                CASE WHEN e.event_hash = r.h THEN 'dup'
                     WHEN e.event_hash IS NOT NULL THEN 'conflict'
                     WHEN q.key IS NOT NULL THEN 'qdup'
+                    WHEN qs.seq IS NOT NULL THEN 'conflict'  -- the stream holds a refused event at this seq
                     WHEN r.rn > 1 AND r.h = r.first_h THEN 'dup'
                     WHEN r.rn > 1 THEN 'conflict'
                     ELSE 'new' END AS status
              FROM ranked r
              LEFT JOIN events e ON e.repl_id = r.repl_id AND e.seq = r.seq
              LEFT JOIN quarantine q ON q.source = 'ingest' AND q.repl_id = r.repl_id AND q.seq = r.seq
-                  AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')),
+                  AND q.key = r.repl_id || '/' || r.seq || '/' || lpad(lower(hex(r.h)), 16, '0')
+             LEFT JOIN (SELECT DISTINCT repl_id, seq FROM quarantine WHERE source = 'ingest' AND ts IS NOT NULL) qs
+                  ON qs.repl_id = r.repl_id AND qs.seq = r.seq),
            heads AS (
              SELECT repl_id, max(us) AS head_us FROM (
                SELECT repl_id, epoch_us(ts) AS us FROM events WHERE repl_id IN (SELECT repl_id FROM staged)
@@ -105,23 +110,29 @@ def classify(con, report, quarantine: list[tuple]) -> None:
         report.duplicates += counts.get("dup", 0)
         report.already_quarantined += counts.get("qdup", 0)
         return
+    # a conflict is with what is stored (an event, or a refused event of the stream) or with the chunk's first
     conflicts = con.execute(
-        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, f.raw FROM cv c
+        """SELECT c.repl_id, c.seq, c.line_no, c.raw, c.origin, c.h, c.path, e.event, qs.raw, f.raw FROM cv c
            LEFT JOIN events e ON e.repl_id = c.repl_id AND e.seq = c.seq
+           LEFT JOIN (SELECT repl_id, seq, any_value(raw) AS raw FROM quarantine
+                      WHERE source = 'ingest' AND ts IS NOT NULL GROUP BY repl_id, seq) qs
+                ON qs.repl_id = c.repl_id AND qs.seq = c.seq
            LEFT JOIN cv f ON f.repl_id = c.repl_id AND f.seq = c.seq AND f.rn = 1 AND c.rn > 1
            WHERE c.status = 'conflict'"""
     ).fetchall()
-    same, other = [], []
-    for repl_id, seq, line_no, raw, origin, h, path, stored, first in conflicts:
-        mine, theirs = _canonical(raw), _canonical(stored if stored is not None else first)
-        if mine is not None and mine == theirs:
-            same.append((repl_id, seq, line_no))
+    same, refused, other = [], [], []
+    for repl_id, seq, line_no, raw, origin, h, path, stored, stream, first in conflicts:
+        theirs = stored if stored is not None else stream if stream is not None else first
+        mine = _canonical(raw)
+        if mine is not None and mine == _canonical(theirs):
+            # the same event in other bytes: a duplicate, of a refused one if that is what the stream holds
+            (same if stored is not None or stream is None else refused).append((repl_id, seq, line_no))
         else:
             other.append((repl_id, seq, line_no))
             quarantine.append(quarantine_row(BadEvent("duplicate_seq", "another event with this seq and different content "
                                              "came first", repl_id=repl_id, seq=seq, path=path),
-                                    origin, raw, h, None))
-    for status, keys in (("dup", same), ("rejected", other)):
+                                    origin, raw, h, None, line_no < 0))
+    for status, keys in (("dup", same), ("qdup", refused), ("rejected", other)):
         if keys:
             con.register("k", pa.table({"repl_id": [k[0] for k in keys], "seq": [k[1] for k in keys],
                                         "line_no": [k[2] for k in keys]}))

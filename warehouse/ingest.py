@@ -140,7 +140,7 @@ def ingest_files(wh: Warehouse, paths: list[Path], progress: Callable[[int], Non
             else:
                 read_events(p)  # refuses unknown suffixes up front
                 yield from _jsonl_chunks(p, chunk_records)
-    return _ingest(wh, chunks(), {"files": [str(p) for p in paths]}, progress, checkpoint_every)
+    return _ingest(wh, chunks(), {"files": [str(p) for p in paths]}, progress, checkpoint_every, ahead=True)
 
 
 def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
@@ -154,17 +154,20 @@ def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
                 yield Record(f"{origin}:{i}", None, e, repr(ev)[:10_000].encode("utf-8", "replace"))
                 continue
             yield Record(f"{origin}:{i}", dict(ev), None, None)
-    return _ingest(wh, _record_chunks(records(), chunk_records), {"origin": origin}, None, checkpoint_every)
+    # the caller's iterable is read on this thread, in order: it may use the connection or thread-local state
+    return _ingest(wh, _record_chunks(records(), chunk_records), {"origin": origin}, None, checkpoint_every,
+                   ahead=False)
 
 
-def _ingest(wh: Warehouse, chunks: Iterable[Chunk], params: dict, progress, checkpoint_every) -> IngestReport:
+def _ingest(wh: Warehouse, chunks: Iterable[Chunk], params: dict, progress, checkpoint_every,
+            ahead: bool) -> IngestReport:
     every = _checkpoint_every(wh, checkpoint_every)
     run_id = start_run(wh.con, "ingest", {**params, "checkpoint_every": every})
     report = IngestReport(run_id)
     started = time.perf_counter()
     try:
         with _no_gc():
-            for prepared in _prepare_ahead(chunks):
+            for prepared in _prepare_ahead(chunks) if ahead else map(_prepare, chunks):
                 _ingest_chunk(wh.con, prepared, report, every)
                 if progress:
                     progress(prepared.size)
@@ -264,14 +267,14 @@ def _ingest_chunk(con, prepared: Prepared, report: IngestReport, every: int) -> 
     report.slow_lane += prepared.slow_lane
     report.step_seconds["stage"] = report.step_seconds.get("stage", 0.0) + prepared.seconds
     con.execute("BEGIN TRANSACTION")
-    staged = Staged(con)
+    staged = None
     try:
+        staged = Staged(con)
         staged.add_table(prepared.fast)
         staged.add_rows(prepared.rows)
         staged.register()
-        bad = prepared.bad
-        rebuild_late_repls(con, report, staged)
-        quarantine = [quarantine_row(e, origin, raw, h, None) for e, origin, raw, h in bad]
+        quarantine = [quarantine_row(e, origin, raw, h, None) for e, origin, raw, h in prepared.bad]
+        rebuild_late_repls(con, report, staged, quarantine)
         classify(con, report, quarantine)
         clock.lap("classify")
         folded = _fold(con, staged, every, quarantine)
@@ -290,7 +293,8 @@ def _ingest_chunk(con, prepared: Prepared, report: IngestReport, every: int) -> 
         con.execute("ROLLBACK")
         raise
     finally:
-        staged.close()
+        if staged is not None:
+            staged.close()
 
 
 @dataclass

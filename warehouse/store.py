@@ -44,6 +44,8 @@ def _open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         con.execute(f"ATTACH '{quoted}' AS otlake (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
         con.execute("USE otlake")
         con.execute("DETACH memory")
+        # where DuckDB spills: beside the file, as when the file is opened directly (not the working folder)
+        con.execute(f"SET temp_directory = '{quoted}.tmp'")
     except BaseException:
         con.close()
         raise
