@@ -20,6 +20,27 @@ from .ops import Ops
 CHUNK = 2048  # chars; a chunk holds up to 2*CHUNK, so an edit copies at most ~4K chars (not swept yet)
 
 
+def past_end(ops: Ops, size: int) -> str | None:
+    """Why ops do not fit a document of `size` code points (a skip or delete past its end), or None.
+
+    The one bounds check of the op contract: TextBuffer.apply and the compiled fold's wrapper use it.
+    """
+    pos = 0
+    for op in ops:
+        if op.__class__ is str:
+            size += len(op)
+            pos += len(op)
+        elif op > 0:
+            pos += op
+            if pos > size:
+                return f"skip {op} ends at {pos}, past the end ({size} code points)"
+        else:
+            if pos - op > size:
+                return f"delete {-op} at {pos} ends at {pos - op}, past the end ({size} code points)"
+            size += op
+    return None
+
+
 class TextBuffer:
     """Mutable text addressed by code point, with OT application."""
 
@@ -78,22 +99,9 @@ class TextBuffer:
     def apply(self, ops: Ops) -> None:
         """Apply a compact op list in place; raises BadEvent(op_past_end) and changes nothing then."""
         # validate bounds first so a bad packet leaves the buffer untouched
-        pos = 0
-        size = self._size
-        for op in ops:
-            if op.__class__ is str:
-                size += len(op)
-                pos += len(op)
-            elif op > 0:
-                pos += op
-                if pos > size:
-                    raise BadEvent("op_past_end", f"skip {op} ends at {pos}, past the end ({size} code points)")
-            else:
-                if pos - op > size:
-                    raise BadEvent(
-                        "op_past_end", f"delete {-op} at {pos} ends at {pos - op}, past the end ({size} code points)"
-                    )
-                size += op
+        problem = past_end(ops, self._size)
+        if problem is not None:
+            raise BadEvent("op_past_end", problem)
         pos = 0
         for op in ops:
             if op.__class__ is str:

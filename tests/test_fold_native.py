@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 from events.errors import BadEvent
 from events.simulator import long_session, simulate
 from events.validate import validate_event
-from ot_replay.buffer import TextBuffer
+from ot_replay.buffer import TextBuffer, past_end
 from ot_replay.state import FileState, ReplFiles
 from warehouse import _fold, fold_native
 from warehouse.fold_native import ResumeFile, fold_rows
 from warehouse.projector import COLUMNS, Projector, Rows
+
+from .conftest import apply_contract_ops
 
 NAMES = ("repl_id", "seq", "us", "kind", "path", "version", "ops", "crc32", "author", "op", "dest")
 SCHEMA = pa.schema([("repl_id", pa.string()), ("seq", pa.int64()), ("us", pa.int64()), ("kind", pa.string()),
@@ -157,7 +159,7 @@ class Editor:
 
     def edit(self, path: str, ops: list[dict], crc: bool = True) -> str:
         self.seq += 1
-        text = self.texts[path] = apply_contract(self.texts.get(path, ""), ops)
+        text = self.texts[path] = apply_contract_ops(self.texts.get(path, ""), ops)
         version = self.versions[path] = self.versions.get(path, 0) + 1
         self.rows.append(ot(self.repl_id, self.seq, path, version, ops, "auto" if crc else None, text))
         return text
@@ -165,19 +167,6 @@ class Editor:
     def file(self, op: str, path: str, dest: str | None = None) -> None:
         self.seq += 1
         self.rows.append(file_ev(self.repl_id, self.seq, op, path, dest))
-
-
-def apply_contract(text: str, ops: list[dict]) -> str:
-    pos = 0
-    for op in ops:
-        if "insert" in op:
-            text = text[:pos] + op["insert"] + text[pos:]
-            pos += len(op["insert"])
-        elif "skip" in op:
-            pos += op["skip"]
-        else:
-            text = text[:pos] + text[pos + op["delete"]:]
-    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +186,7 @@ def test_long_session_folds_identically():
     texts: dict[str, str] = {}
     for ev in events:  # a CRC on every packet (the simulator leaves a few without)
         if ev["kind"] == "ot":
-            texts[ev["path"]] = apply_contract(texts.get(ev["path"], ""), ev["ops"])
+            texts[ev["path"]] = apply_contract_ops(texts.get(ev["path"], ""), ev["ops"])
             ev["crc32"] = zlib.crc32(texts[ev["path"]].encode())
     rows = rows_from_events(events)
     got, refused = assert_same(rows, every=50, chunks=(DEFAULT, 256, TINY))
@@ -452,10 +441,10 @@ def test_structurally_invalid_rows_raise_value_error():
     for offsets in ([0, 10_000], [5, 1], [-1, 2]):  # past the data, decreasing, negative
         columns[ops] = (1, 0, None, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"[]"), 4)
         with pytest.raises(ValueError):
-            _fold.fold(tuple(columns), 1, 1, {}, fold_native._parse, fold_native._past_end, BadEvent)
+            _fold.fold(tuple(columns), 1, 1, {}, fold_native._parse, past_end, BadEvent)
     columns[ops] = (1, 0, None, pa.py_buffer(b"\0" * 7), pa.py_buffer(b"[]"), 4)  # offsets too short
     with pytest.raises(ValueError):
-        _fold.fold(tuple(columns), 1, 1, {}, fold_native._parse, fold_native._past_end, BadEvent)
+        _fold.fold(tuple(columns), 1, 1, {}, fold_native._parse, past_end, BadEvent)
     with pytest.raises(ValueError):
         fold_rows(rows, 0)
     with pytest.raises(ValueError):
@@ -524,7 +513,7 @@ def test_out_of_memory_at_every_allocation_raises_memory_error():
 
 def test_no_reference_leaks():
     rows, resume = _busy_rows()
-    watched = [BadEvent, fold_native._parse, fold_native._past_end, resume, resume["r2"], *resume["r2"]]
+    watched = [BadEvent, fold_native._parse, past_end, resume, resume["r2"], *resume["r2"]]
     fold_rows(rows, 3, resume)
     gc.collect()
     before = [sys.getrefcount(o) for o in watched]
@@ -664,7 +653,7 @@ def _stream(specs: list) -> tuple[list[dict], dict]:
 
 
 def apply_contract_checked(text: str, ops: list[dict]) -> str:
-    """apply_contract, or IndexError when an op passes the end."""
+    """apply_contract_ops, or IndexError when an op passes the end."""
     size, pos = len(text), 0
     for op in ops:
         if "insert" in op:
@@ -678,7 +667,7 @@ def apply_contract_checked(text: str, ops: list[dict]) -> str:
             if pos + op["delete"] > size:
                 raise IndexError
             size -= op["delete"]
-    return apply_contract(text, ops)
+    return apply_contract_ops(text, ops)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from events.errors import BadEvent
 from events.validate import parse_ops
+from ot_replay.buffer import past_end
 
 from . import _fold
 from .projector import COLUMNS
@@ -58,24 +59,6 @@ def _parse(text: str | None) -> tuple[list, bytes | None]:
         return ops, orjson.dumps(ops)
     except orjson.JSONEncodeError:
         return ops, None
-
-
-def _past_end(ops: list, size: int) -> str | None:
-    """TextBuffer.apply's bounds check for ops with counts too big for C: its message, or None."""
-    pos = 0
-    for op in ops:
-        if op.__class__ is str:
-            size += len(op)
-            pos += len(op)
-        elif op > 0:
-            pos += op
-            if pos > size:
-                return f"skip {op} ends at {pos}, past the end ({size} code points)"
-        else:
-            if pos - op > size:
-                return f"delete {-op} at {pos} ends at {pos - op}, past the end ({size} code points)"
-            size += op
-    return None
 
 
 def _column(rows: pa.Table | pa.RecordBatch, name: str, kind: str) -> tuple:
@@ -117,7 +100,7 @@ def fold_rows(rows: pa.Table, every: int, resume: dict[str, list[ResumeFile]] | 
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     columns = tuple(_column(rows, name, kind) for name, kind in _INPUTS)
-    tables, refused = _fold.fold(columns, rows.num_rows, every, resume or {}, _parse, _past_end, BadEvent,
+    tables, refused = _fold.fold(columns, rows.num_rows, every, resume or {}, _parse, past_end, BadEvent,
                                   chunk_bytes)
     out = {}
     for table, cols in tables.items():
