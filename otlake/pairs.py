@@ -2,7 +2,7 @@
 
 Per diagnostic, in order, the first reason that applies decides it:
 filtered (private repl, non-Python file, has a code action, stylistic rule,
-file too large, file not UTF-8), quarantined (no such file at that instant,
+still typing the line, file too large, file not UTF-8), quarantined (no such file at that instant,
 its content unknown after a broken stream, the language server failed), not
 reproduced, or a pair. Diagnostics of one repl at one instant share one
 snapshot, so the meta-LSP checks each file tree once. Each batch of
@@ -26,6 +26,7 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
+from synth.still_typing import burst_versions, still_typing
 from warehouse.history import ReplHistory
 from warehouse.runs import finish_run, start_run
 from warehouse.store import Warehouse
@@ -146,10 +147,16 @@ def build_pairs(wh: Warehouse, options: PairsOptions = PairsOptions(),
             for repl_id in sorted(by_repl):
                 clock = time.perf_counter()
                 history = ReplHistory(con, repl_id)
+                typing = _still_typing(history, by_repl[repl_id])
+                _write(con, [(item, _Decision(FILTERED, "still_typing")) for item in by_repl[repl_id]
+                             if item.seq in typing], report)
+                if progress and typing:
+                    progress(len(typing))
                 # diagnostics logged with no edit between them saw the same files: one snapshot
                 groups: dict[int, list[_Logged]] = defaultdict(list)
                 for item in by_repl[repl_id]:
-                    groups[history.steps_before(item.seq)].append(item)
+                    if item.seq not in typing:
+                        groups[history.steps_before(item.seq)].append(item)
                 states = history.states_after(list(groups))
                 report.step_seconds["replay"] += time.perf_counter() - clock
                 for k in sorted(groups):
@@ -212,6 +219,32 @@ def _filter_reason(item: _Logged, options: PairsOptions) -> str | None:
     if not item.diag.code:
         return "no_rule_code"
     return None
+
+
+def _still_typing(history: ReplHistory, items: list[_Logged]) -> set[int]:
+    """The seqs of the diagnostics on a line the user was still typing (synth.still_typing)."""
+    by_lineage: dict[int, list[tuple[_Logged, int]]] = defaultdict(list)
+    for item in items:
+        lineage = history.lineage_before(item.diag.path, item.seq)
+        if lineage is not None and lineage[1] > 0:
+            by_lineage[lineage[0]].append((item, lineage[1]))
+    out = set()
+    for file_id, entries in by_lineage.items():
+        versions = history.versions(file_id)
+        index = {v: k for k, (v, _) in enumerate(versions)}
+        times = [us for _, us in versions]
+        plans, needed = [], set()
+        for item, version in entries:
+            start, end = burst_versions(times, index[version])
+            plan = (item, versions[start][0] - 1, version, versions[end][0] if end is not None else None)
+            plans.append(plan)
+            needed |= {v for v in plan[1:] if v is not None}
+        texts = history.contents(file_id, sorted(needed))
+        for item, first, version, after in plans:
+            if still_typing(item.diag.start_line, texts[first], texts[version],
+                            texts[after] if after is not None else None):
+                out.add(item.seq)
+    return out
 
 
 def _prefilter(con, todo: list[_Logged], options: PairsOptions, report: PairsReport, progress) -> list[_Logged]:

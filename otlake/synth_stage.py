@@ -18,11 +18,12 @@ import orjson
 import pyarrow as pa
 
 from lsp_runner.config import DEFAULT_CONFIG, LspConfig
-from lsp_runner.diagnostic import Diagnostic, normalize_message
+from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
+from synth.attribution import line_map, target_still_reported
 from synth.linediff import render
-from synth.usermine import parses, pause_points, windowed_fix
+from synth.usermine import adds_no_syntax_error, is_syntax_target, pause_points, windowed_candidates
 from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
 from warehouse.history import ReplHistory
 from warehouse.runs import finish_run, start_run
@@ -157,11 +158,12 @@ def _pending(con, source: str, model: str, limit: int | None) -> tuple[list[_Pai
     return todo, done
 
 
-def _reproduces(result, target: Diagnostic) -> bool:
+def _reproduces(result, target: Diagnostic, content: str, candidate: str) -> bool:
+    """Whether the candidate still has the target where the target's line went."""
     if target.path in result.skipped:  # not checked at all: it cannot count as fixed
         return True
-    wanted = (target.code, normalize_message(target.message))
-    return any((d.code, normalize_message(d.message)) == wanted for d in result.diagnostics.get(target.path, ()))
+    found = target_still_reported(target, list(result.diagnostics.get(target.path, ())), line_map(content, candidate))
+    return found is not None
 
 
 def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthReport) -> list[dict]:
@@ -202,7 +204,7 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
             if result is None or not result.ok:
                 unchecked.add(p.pair_id)
                 continue
-            if not _reproduces(result, p.target):
+            if not _reproduces(result, p.target, p.content, text):
                 fixes[p.pair_id] = (version, us, text)
     report.step_seconds["mine"] += time.perf_counter() - clock
     rows, candidates = [], []
@@ -224,7 +226,7 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
 
 
 def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
-    """Per pair: the repl's other files at its instant, and its distinct parsing windowed candidates, in order."""
+    """Per pair: the repl's other files at its instant, and its distinct windowed candidates, in order."""
     by_repl: dict[str, list[_Pair]] = defaultdict(list)
     for p in batch:
         by_repl[p.repl_id].append(p)
@@ -244,13 +246,16 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
                 picks = [later[i] for i in pause_points([t for _, t in later])]
                 texts = history.contents(file_id, [v for v, _ in picks])
                 seen = {p.content}
+                syntax = is_syntax_target(p.target.code, p.content, p.target.start_line)
                 for v, t in picks:
-                    candidate = windowed_fix(p.content, texts[v], p.target.start_line)
-                    if candidate is None or candidate in seen:
-                        continue
-                    seen.add(candidate)
-                    if parses(candidate):  # one that does not parse could never be accepted
-                        queue.append((v, t, candidate))
+                    for candidate in windowed_candidates(p.content, texts[v], p.target.start_line,
+                                                         syntax_target=syntax):
+                        if candidate in seen:
+                            continue
+                        seen.add(candidate)
+                        # one that adds a syntax error could never be accepted; other errors may stay
+                        if adds_no_syntax_error(p.content, candidate):
+                            queue.append((v, t, candidate))
             queues[p.pair_id] = queue
     return others, queues
 
@@ -266,7 +271,7 @@ def _verify_lsp(pool: LspPool, candidates: list[tuple], others: dict, report: Sy
     results = {r.snapshot_id: r for r in pool.check(snapshots)} if snapshots else {}
     for p, v, _, _ in candidates:
         if v.failed is None:
-            lsp_verdict(v, p.target, results[f"{p.pair_id}:before"], results[f"{p.pair_id}:after"])
+            lsp_verdict(v, p.target, results[f"{p.pair_id}:before"], results[f"{p.pair_id}:after"], p.content)
     elapsed = time.perf_counter() - clock
     report.verify_seconds += elapsed
     report.step_seconds["verify"] += elapsed

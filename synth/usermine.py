@@ -6,23 +6,28 @@ file's last version): mid-word states are full of transient errors. Each
 such state gives a candidate: the pair's code with only that state's changes
 near the error line (`windowed_fix`; edits elsewhere are other work, and
 code typed on at the end of the file is not a fix). The stage checks the
-distinct candidates that parse, in order, with the language servers; the
-first on which the diagnostic no longer reproduces is the user's fix.
+distinct candidates that add no syntax error, in order, with the language
+servers; the first on which the diagnostic no longer reproduces is the
+user's fix. A file may have other errors the user fixed elsewhere or later:
+a candidate keeps them (it need not parse, only add no syntax error), so
+each error gets the diff of its own fix.
 """
 
 from __future__ import annotations
 
-import ast
 import re
-import warnings
 from difflib import SequenceMatcher
 
+from lsp_runner.syntax import python_parses, syntax_errors
+
+from .attribution import new_syntax_errors
 from .linediff import render, split_lines
 
 PAUSE_US = 2_000_000  # a gap this long between two packets ends a burst of typing
 WINDOW = 5            # lines on each side of the error line that a user fix may touch
 MAX_STATES = 24       # later states looked at per pair, at most
 _IMPORT = re.compile(r"\s*(import|from)\s+[\w.]+")
+SYNTAX_CODES = ("ruff[E999]", "pyright[error]")  # a parser's complaint, not a rule's
 
 
 def pause_points(times_us: list[int], pause_us: int = PAUSE_US, limit: int = MAX_STATES) -> list[int]:
@@ -38,7 +43,7 @@ def _hunks(a: list[str], b: list[str], error_line: int, window: int) -> list[tup
     lo, hi = error_line - window, error_line + window
     end = len(a) - 1 if a and a[-1] == "" else len(a)  # a final newline leaves an empty last line
     out = []
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in line_opcodes(a, b):
         if tag == "equal":
             continue
         near = i1 <= hi and max(i2 - 1, i1) >= lo  # an insertion (i1 == i2) touches the line it goes before
@@ -54,6 +59,20 @@ def _hunks(a: list[str], b: list[str], error_line: int, window: int) -> list[tup
     return out
 
 
+def line_opcodes(a: list[str], b: list[str]):
+    """difflib's opcodes, with a rewrite of n lines into n lines split into one change per line.
+
+    Two fixes on neighbouring lines are then two changes, so each error's
+    candidate can take only its own.
+    """
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "replace" and i2 - i1 == j2 - j1 > 1:
+            for k in range(i2 - i1):
+                yield "replace", i1 + k, i1 + k + 1, j1 + k, j1 + k + 1
+        else:
+            yield tag, i1, i2, j1, j2
+
+
 def _with(a: list[str], hunks: list[tuple[int, int, list[str]]]) -> str:
     out, at = [], 0
     for i1, i2, lines in sorted(hunks, key=lambda h: h[0]):
@@ -64,34 +83,52 @@ def _with(a: list[str], hunks: list[tuple[int, int, list[str]]]) -> str:
 
 def parses(code: str) -> bool:
     """Whether the code parses as Python (this interpreter's grammar)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+    return python_parses(code)
 
 
-def windowed_fix(old: str, later: str, error_line: int, window: int = WINDOW) -> str | None:
-    """`old` with only the changes of `later` that could be the fix (error_line is 0-based); None if none.
+def adds_no_syntax_error(old: str, candidate: str) -> bool:
+    """Whether every syntax error of the candidate is one the old file had, where the candidate left it."""
+    return not new_syntax_errors(old, candidate)
+
+
+def windowed_candidates(old: str, later: str, error_line: int, window: int = WINDOW,
+                        syntax_target: bool = False, most: int = 3) -> list[str]:
+    """The candidates `later` gives for an error on error_line (0-based), most likely first.
 
     A change qualifies when it touches lines error_line ± window, except code
     appended at the end of the file (the user typing on, not fixing: a rewrite
     of the last lines keeps only as many lines as it replaced), or when it only
-    adds import lines (the fix of a missing import, wherever it goes). The
-    smallest set of qualifying changes, nearest the error line first, that
-    leaves the file parsing is taken; if none does, all of them.
+    adds import lines (the fix of a missing import, wherever it goes). A
+    candidate is the old file with the k nearest qualifying changes, for the
+    smallest k that adds no syntax error (and, for a syntax error target,
+    removes one), then the next such k (a fix of two lines), up to `most`;
+    when no k does, the old file with all of them.
     """
     a = split_lines(old)
     hunks = _hunks(a, split_lines(later), error_line, window)
     if not hunks:
-        return None
-    for k in range(1, len(hunks)):
+        return []
+    before = len(syntax_errors(old)) if syntax_target else 0
+    out = []
+    for k in range(1, len(hunks) + 1):
         candidate = _with(a, hunks[:k])
-        if parses(candidate):
-            return candidate
-    return _with(a, hunks)
+        if adds_no_syntax_error(old, candidate) and (not syntax_target or len(syntax_errors(candidate)) < before):
+            out.append(candidate)
+            if len(out) == most:
+                break
+    return out or [_with(a, hunks)]
+
+
+def windowed_fix(old: str, later: str, error_line: int, window: int = WINDOW,
+                 syntax_target: bool = False) -> str | None:
+    """The most likely candidate `later` gives (`windowed_candidates`), or None if none."""
+    found = windowed_candidates(old, later, error_line, window, syntax_target, most=1)
+    return found[0] if found else None
+
+
+def is_syntax_target(code: str, content: str, line: int) -> bool:
+    """Whether the diagnostic is a syntax error: a parser's code, or ruff's parser complains on its line."""
+    return code in SYNTAX_CODES or any(e.line == line for e in syntax_errors(content))
 
 
 def user_diff(old: str, later: str, error_line: int, window: int = WINDOW) -> str | None:

@@ -5,10 +5,13 @@ Steps, in order (the first that fails decides):
   well_formed every diff line parses
   applies     it applies strictly to the pair's code (matching `-` text, consistent numbers)
   changes     it changes the code at all
-  parses      the fixed file parses as Python (`ast`)
-  target_gone the language servers no longer report the target diagnostic (same rule code and
-              message, numbers and quotes normalized, anywhere in the file: a fix moves lines)
-  no_new_errors no error-severity diagnostic that the original file did not have
+  parses      the fixed file adds no syntax error: it parses, or every syntax error it has is one
+              of the original's, unrelated to the diff, on a line the diff left alone
+  target_gone the language servers no longer report the target diagnostic where its line went
+              (same rule code and message, numbers and quotes normalized, on the target's line
+              mapped through the diff: the same error on another line is another error)
+  no_new_errors no error-severity diagnostic that the diff itself brought in (errors that the
+              original's syntax error or an unknown name hid are not the diff's; synth.attribution)
   judge       an LM judge accepts it (only when asked for)
 The static steps run here; the LSP steps need both files checked in one pool
 batch (`lsp_snapshots`, then `lsp_verdict`), beside the repl's other files so
@@ -17,15 +20,14 @@ imports resolve.
 
 from __future__ import annotations
 
-import ast
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lsp_runner.diagnostic import Diagnostic, normalize_message
+from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.result import CheckResult
 from lsp_runner.snapshot import Snapshot
 
+from .attribution import introduced_errors, line_map, new_syntax_errors, target_still_reported
 from .errors import DiffError
 from .linediff import apply, extract, parse
 
@@ -69,7 +71,7 @@ class Verification:
 
 
 def verify_static(code: str, text: str, is_lm_output: bool = True) -> Verification:
-    """The steps that need no language server: extract, parse, apply, change, ast."""
+    """The steps that need no language server: extract, parse, apply, change, no new syntax error."""
     v = Verification()
     diff = extract(text) if is_lm_output else text
     if not v.record("extracted", diff is not None, "" if diff is not None else "no diff block in the answer"):
@@ -90,12 +92,10 @@ def verify_static(code: str, text: str, is_lm_output: bool = True) -> Verificati
     if not v.record("changes", fixed != code, "" if fixed != code else "the diff changes nothing"):
         return v
     v.fixed = fixed
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)  # invalid escapes in user code are not errors
-            ast.parse(fixed)
-    except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes
-        v.record("parses", False, f"{type(e).__name__}: {getattr(e, 'msg', e)} (line {getattr(e, 'lineno', '?')})")
+    added = new_syntax_errors(code, fixed)
+    if added:
+        e = added[0]
+        v.record("parses", False, f"SyntaxError: {e.message} (line {e.line + 1})")
         return v
     v.record("parses", True)
     return v
@@ -108,12 +108,9 @@ def lsp_snapshots(key: str, path: str, code: str, fixed: str, files: dict[str, s
     return before, after
 
 
-def _errors(result: CheckResult, path: str) -> Counter:
-    return Counter((d.code, normalize_message(d.message)) for d in result.diagnostics.get(path, ()) if d.severity == 1)
-
-
-def lsp_verdict(v: Verification, target: Diagnostic, before: CheckResult, after: CheckResult) -> None:
-    """Records target_gone and no_new_errors from the two checks."""
+def lsp_verdict(v: Verification, target: Diagnostic, before: CheckResult, after: CheckResult,
+                code: str) -> None:
+    """Records target_gone and no_new_errors from the two checks (`code` is the original file)."""
     if not before.ok or not after.ok:
         v.record("target_gone", False, f"lsp_failed: {before.reason or after.reason}")
         return
@@ -121,16 +118,16 @@ def lsp_verdict(v: Verification, target: Diagnostic, before: CheckResult, after:
     if skipped is not None:  # e.g. the fix made the file too large to check: nothing was verified
         v.record("target_gone", False, f"not_checked: {skipped}")
         return
-    wanted = (target.code, normalize_message(target.message))
-    still = [d for d in after.diagnostics.get(target.path, ())
-             if (d.code, normalize_message(d.message)) == wanted]
-    if not v.record("target_gone", not still,
-                    f"still reported on line {still[0].start_line + 1}" if still else ""):
+    lm = line_map(code, v.fixed)
+    after_diags = list(after.diagnostics.get(target.path, ()))
+    still = target_still_reported(target, after_diags, lm)
+    if not v.record("target_gone", still is None,
+                    f"still reported on line {still.start_line + 1}" if still else ""):
         return
-    new = _errors(after, target.path) - _errors(before, target.path)
+    new = introduced_errors(code, list(before.diagnostics.get(target.path, ())), v.fixed, after_diags, lm, target)
     if new:
-        (code, message), _ = min(new.items())
-        v.record("no_new_errors", False, f"new error {code} {message}"[:300])
+        d = min(new, key=lambda d: (d.code, d.message, d.start_line))
+        v.record("no_new_errors", False, f"new error {d.code} {d.message} (line {d.start_line + 1})"[:300])
     else:
         v.record("no_new_errors", True)
 

@@ -74,6 +74,6 @@ def test_a_fixed_file_the_servers_skipped_is_not_verified():
     before = CheckResult("b", "ok", {"main.py": [target]})
     after = CheckResult("a", "ok", {}, skipped={"main.py": "too_large: 600,000 bytes (limit 500,000)"})
     v = Verification()
-    lsp_verdict(v, target, before, after)
+    lsp_verdict(v, target, before, after, "zz\n")
     assert (v.failed.step, v.failed.reason) == ("target_gone", "not_checked: too_large: 600,000 bytes (limit 500,000)")
     assert not v.accepted

@@ -1,0 +1,74 @@
+"""Every syntax error of a Python file, as ruff's error-resilient parser reports them.
+
+CPython's `ast.parse` stops at the first error; a file with several needs
+them all to tell whether an edit added one. Ruff is the parser the editor
+showed the user (pyright-extended), and it recovers after each error.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import subprocess
+import warnings
+from dataclasses import dataclass
+
+from .config import DEFAULT_CONFIG
+from .errors import LspError
+from .tools import ruff_binary
+
+
+@dataclass(frozen=True, order=True)
+class SyntaxIssue:
+    """One syntax error: 0-based line and column, the parser's message."""
+
+    line: int
+    column: int
+    message: str
+
+
+def python_parses(code: str) -> bool:
+    """Whether CPython's own parser accepts the code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # invalid escapes in user code are not errors
+            ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: NUL bytes
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
+    """The file's syntax errors in order; empty when it parses.
+
+    Ruff's list when it has one; where CPython rejects what ruff accepts (a
+    rare disagreement), CPython's first error. Raises LspError when ruff
+    cannot run.
+    """
+    if python_parses(code):
+        return ()
+    argv = [ruff_binary(), "check", "--isolated", "--no-cache", "--exit-zero", "--output-format", "json",
+            "--select", "E9", "--target-version", "py" + DEFAULT_CONFIG.python_version.replace(".", ""),
+            "--stdin-filename", "main.py", "-"]
+    try:
+        proc = subprocess.run(argv, input=code.encode("utf-8", "surrogatepass"), capture_output=True,
+                              check=False, timeout=60)
+        rows = json.loads(proc.stdout or b"[]")
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        raise LspError(f"ruff could not parse the file: {e}") from e
+    if proc.returncode != 0 or not isinstance(rows, list):
+        raise LspError(f"ruff failed with exit code {proc.returncode}: "
+                       f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
+    found = sorted(SyntaxIssue(max(r["location"]["row"] - 1, 0), max(r["location"]["column"] - 1, 0),
+                               r["message"]) for r in rows if r.get("code") in (None, "invalid-syntax", "E999"))
+    if found:
+        return tuple(found)
+    try:
+        ast.parse(code)
+    except SyntaxError as e:
+        return (SyntaxIssue(max((e.lineno or 1) - 1, 0), max((e.offset or 1) - 1, 0), e.msg),)
+    except ValueError as e:
+        return (SyntaxIssue(0, 0, str(e)),)
+    return ()
