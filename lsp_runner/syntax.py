@@ -8,10 +8,11 @@ showed the user (pyright-extended), and it recovers after each error.
 from __future__ import annotations
 
 import ast
-import functools
+import hashlib
 import json
 import subprocess
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from .config import DEFAULT_CONFIG
@@ -39,7 +40,10 @@ def python_parses(code: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4096)
+_CACHE: OrderedDict[bytes, tuple[SyntaxIssue, ...]] = OrderedDict()
+_CACHE_SIZE = 4096  # mining asks about the same candidate texts again and again
+
+
 def syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
     """The file's syntax errors in order; empty when it parses.
 
@@ -49,11 +53,24 @@ def syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
     """
     if python_parses(code):
         return ()
+    key = hashlib.blake2b(code.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    found = _ruff_syntax_errors(code)
+    _CACHE[key] = found
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return found
+
+
+def _ruff_syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
     argv = [ruff_binary(), "check", "--isolated", "--no-cache", "--exit-zero", "--output-format", "json",
             "--select", "E9", "--target-version", "py" + DEFAULT_CONFIG.python_version.replace(".", ""),
             "--stdin-filename", "main.py", "-"]
     try:
-        proc = subprocess.run(argv, input=code.encode("utf-8", "surrogatepass"), capture_output=True,
+        # a lone surrogate becomes "?": one code point for one, so positions hold
+        proc = subprocess.run(argv, input=code.encode("utf-8", "replace"), capture_output=True,
                               check=False, timeout=60)
         rows = json.loads(proc.stdout or b"[]")
     except (OSError, subprocess.TimeoutExpired, ValueError) as e:
@@ -66,7 +83,9 @@ def syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
     if found:
         return tuple(found)
     try:
-        ast.parse(code)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            ast.parse(code)
     except SyntaxError as e:
         return (SyntaxIssue(max((e.lineno or 1) - 1, 0), max((e.offset or 1) - 1, 0), e.msg),)
     except ValueError as e:

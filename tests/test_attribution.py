@@ -137,3 +137,9 @@ def test_an_unresolved_import_of_the_module_the_line_meant_is_the_environment():
     assert introduced_errors(code, [], fixed, [missing]) == []
     typo = Diagnostic("main.py", "pyright[reportMissingImports]", 0, 7, 0, 12, 1, 'Import "nupy" could not be resolved')
     assert introduced_errors(code, [], "import nupy\n", [typo]) == [typo]
+
+
+def test_syntax_errors_of_odd_text():
+    assert syntax_errors('x = "\udc80"\ny = (\n')[0].line == 1  # a lone surrogate does not stop ruff
+    assert syntax_errors("x = 1\x00\n")  # NUL: CPython refuses it, ruff says where
+    assert syntax_errors("\ufeffx = (\n")[0].line == 1
