@@ -140,6 +140,6 @@ def test_an_unresolved_import_of_the_module_the_line_meant_is_the_environment():
 
 
 def test_syntax_errors_of_odd_text():
-    assert syntax_errors('x = "\udc80"\ny = (\n')[0].line == 1  # a lone surrogate does not stop ruff
+    assert syntax_errors('x = "\udc80"\ny = (\n')[0].line == 2  # a lone surrogate does not stop ruff
     assert syntax_errors("x = 1\x00\n")  # NUL: CPython refuses it, ruff says where
     assert syntax_errors("\ufeffx = (\n")[0].line == 1
