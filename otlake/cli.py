@@ -11,7 +11,7 @@ import click
 from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
 from .dataset_cli import dataset
 from .lsp_cli import lsp
-from .output import FORMATS, render
+from .output import FORMATS, render, render_relation
 
 
 @click.group(cls=ErrorsAsClickGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,32 +70,33 @@ def _count_records(path: Path) -> int:
 
 @main.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table, csv, or json (an array of row objects); values as DuckDB renders them.")
 @click.option("--write", is_flag=True, help="Open the warehouse writable (default: read-only).")
 @home_option
 def sql(query: str, fmt: str, write: bool, home: str | None) -> None:
     """Run SQL on the warehouse; file_at() and files_at() replay files.
 
+    QUERY is one or more statements (each runs; the last one's rows are
+    printed), or - to read them from stdin. Statements that change the
+    warehouse need --write.
+
     \b
     Example:
       otlake sql "SELECT d.code, file_at(d.repl_id, d.path, d.ts) AS code_then
                   FROM diagnostics d LIMIT 3" --format json
+      otlake sql - --format csv < report.sql
     """
-    import duckdb
-
+    from warehouse.sql import run_sql
     from warehouse.store import Warehouse
 
+    if query == "-":
+        query = sys.stdin.read()
     with Warehouse(home, read_only=not write) as wh:
-        try:
-            cur = wh.con.execute(query)
-        except duckdb.Error as e:
-            raise click.ClickException(str(e)) from None
-        if cur.description is None:
-            click.echo("ok")
-            return
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-    click.echo(render(columns, rows, fmt))
+        kind, rel = run_sql(wh.con, query)
+        text, n = render_relation(rel, fmt) if rel is not None else ("", 0)
+    # a statement that returns nothing (CREATE, SET, ...) says so instead of printing an empty table
+    click.echo(text if n or kind == "SELECT" else "ok")
 
 
 @main.command()
@@ -125,7 +126,7 @@ def replay(repl_id: str, at: str | None, out: Path | None, path: str | None, hom
             if path is not None:
                 (text,) = travel.file_at([repl_id], [path], [instant])
                 if text is None:
-                    known = travel.paths_at(repl_id, instant)
+                    known = travel.paths_at(repl_id, instant)  # UnknownRepl if there is no such repl
                     hint = f" (files then: {', '.join(known[:10])})" if known else " (the repl had no files then)"
                     raise click.ClickException(f"{repl_id}: no readable file {path!r} at {at or 'now'}{hint}")
                 sys.stdout.write(text)

@@ -49,9 +49,12 @@ def check(paths: tuple[str, ...], fmt: str, select: str | None, ignore: str | No
     """Print the merged pyright + ruff diagnostics of files or folders.
 
     A folder is checked as one repl; a file is checked with its folder's
-    Python files beside it, so its imports resolve. Positions are 0-based
-    (line:character, as the LSP sends them). Codes are pyright[rule] and
-    ruff[CODE]; "fix" marks a diagnostic with a ruff code action. Exit code:
+    Python files beside it, so its imports resolve. Text lines read as
+    linters print them, PATH:LINE:COL: SEVERITY CODE MESSAGE, with 1-based
+    line and column (the LSP position + 1), so editors and CI can parse
+    them; --format json gives the 0-based LSP range instead (start_line,
+    start_character, end_line, end_character). Codes are pyright[rule] and
+    ruff[CODE]; "(fix)" ends a diagnostic with a ruff code action. Exit code:
     0 nothing found, 1 diagnostics found, 2 a file could not be checked.
 
     \b
@@ -77,8 +80,8 @@ def check(paths: tuple[str, ...], fmt: str, select: str | None, ignore: str | No
         for d in report.diagnostics:
             fix = " (fix)" if d.has_code_action else ""
             first, *rest = d.message.splitlines() or [""]
-            click.echo(f"{d.path} {d.start_line}:{d.start_character}-{d.end_line}:{d.end_character} "
-                       f"{d.severity_name} {d.code} {first}{fix}")
+            click.echo(f"{d.path}:{d.start_line + 1}:{d.start_character + 1}: {d.severity_name} {d.code} "
+                       f"{first}{fix}")
             for line in rest:
                 click.echo(f"    {line.strip()}")
     for path, reason in report.skipped.items():

@@ -81,6 +81,33 @@ def test_replay_refuses_bad_arguments(cli, ingested, tmp_path):
     assert bad.exit_code == 2 and "RFC 3339" in bad.output
 
 
+def test_an_unknown_repl_is_an_error_that_says_how_to_list_repls(cli, ingested, tmp_path):
+    out = tmp_path / "tree"
+    for args in (["replay", "r1x", "--at", "2030-01-01T00:00:00Z", "--out", str(out)],
+                 ["replay", "r1x", "--at", "2030-01-01T00:00:00Z", "--path", "b.py"],
+                 ["verify", "--repl", "r1x"]):
+        result = cli(*args, ok=False)
+        assert result.exit_code == 1, args
+        assert "Error: no repl 'r1x' in the warehouse: did you mean r1?" in result.output, args
+        assert 'otlake sql "SELECT repl_id, title FROM repls ORDER BY 1"' in result.output
+        assert "Traceback" not in result.output
+    assert not out.exists()  # nothing written for a repl that is not there
+    # a refused verify records no run
+    assert json.loads(cli("sql", "SELECT count(*) AS n FROM runs WHERE stage = 'verify'", "--format",
+                          "json").output) == [{"n": 0}]
+    both = cli("verify", "--repl", "r1", "--repl", "nope", "--repl", "gone", ok=False)
+    assert both.exit_code == 1 and "no repl 'gone', 'nope' in the warehouse" in both.output
+
+
+def test_a_repl_whose_every_record_was_quarantined_says_so(cli, tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"repl_id": "lost", "seq": 1, "ts": "yesterday", "kind": "repl"}])
+    cli("ingest", str(bad))
+    result = cli("replay", "lost", "--path", "main.py", ok=False)
+    assert result.exit_code == 1
+    assert "no repl 'lost' in the warehouse: 1 record was quarantined and none stored" in result.output
+    assert "WHERE repl_id IN ('lost')" in result.output
+
+
 def test_verify_command(cli, ingested):
     assert "2 snapshots: 2 match, 0 differ" in cli("verify").output
 

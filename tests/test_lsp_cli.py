@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -26,15 +27,38 @@ def invoke(*args):
     return CliRunner().invoke(lsp, list(args), catch_exceptions=False)
 
 
+# what editors' problem matchers and CI annotators parse: path:line:col: severity code message
+LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning|information|hint) "
+                  r"(?P<code>(?:pyright|ruff)\[\w+\]) (?P<message>.*)$")
+
+
 def test_check_a_folder_as_text(repl):
     result = invoke("check", str(repl))
     assert result.exit_code == 1, result.output
     lines = result.stdout.splitlines()
-    assert f"{repl}/main.py 4:16-4:22 error pyright[reportAttributeAccessIssue] " \
+    assert f'{repl}/main.py:5:17: error pyright[reportAttributeAccessIssue] ' \
            '"screen" is not a known attribute of module "turtle"' in lines
-    assert f"{repl}/main.py 0:7-0:9 warning ruff[F401] `os` imported but unused (fix)" in lines
-    assert f"{repl}/pkg/util.py 2:0-2:7 error pyright[reportCallIssue] Argument missing for parameter \"name\"" in lines
+    assert f"{repl}/main.py:1:8: warning ruff[F401] `os` imported but unused (fix)" in lines
+    assert f'{repl}/pkg/util.py:3:1: error pyright[reportCallIssue] Argument missing for parameter "name"' in lines
     assert "8 diagnostics (5 errors) in 4 files; 0 skipped, 0 failed" in result.stderr
+
+
+def test_text_lines_are_1_based_and_parse_like_a_linters(repl, monkeypatch):
+    """Every diagnostic line parses; line and column are the JSON output's 0-based start + 1."""
+    monkeypatch.chdir(repl)
+    text = invoke("check", "main.py").stdout.splitlines()
+    parsed = [m.groupdict() for m in map(LINE.match, text) if m]
+    assert len(parsed) == len(expected_main()) and all(not line.startswith(" ") for line in text)
+    got = {(p["path"], p["code"], int(p["line"]) - 1, int(p["col"]) - 1) for p in parsed}
+    assert got == expected_main()
+    rows = json.loads(invoke("check", "main.py", "--format", "json").stdout)
+    assert [(p["path"], p["code"], int(p["line"]), int(p["col"]), p["severity"]) for p in parsed] == [
+        (r["path"], r["code"], r["start_line"] + 1, r["start_character"] + 1,
+         ["error", "warning", "information", "hint"][r["severity"] - 1]) for r in rows]
+    # the source itself: `turtle.screen` starts at line 5, column 17 counted from 1
+    attr = next(p for p in parsed if p["code"] == "pyright[reportAttributeAccessIssue]")
+    source_line = REPL["main.py"].splitlines()[int(attr["line"]) - 1]
+    assert source_line[int(attr["col"]) - 1:].startswith("screen")
 
 
 def test_check_a_file_as_json_resolves_its_imports(repl, monkeypatch):

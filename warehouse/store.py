@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Self
 
@@ -71,13 +72,13 @@ class Warehouse:
             self.con = duckdb.connect(str(self.path), read_only=True) if read_only else _open_for_writing(self.path)
         except duckdb.Error as e:
             raise WarehouseError(f"cannot open {self.path}: {e}") from e
-        self._udf_cursor = None
+        self._udf_cursor: _CursorPool | None = None
         # a notebook may never close it; DuckDB 2.0 prints leak warnings for what is open at exit
         atexit.register(self.close)
         self.con.execute("SET TimeZone = 'UTC'")
         if not read_only:
             self._create_schema()
-        self._register_functions()
+        self._udf_cursor = register_functions(self.con)
 
     def _create_schema(self) -> None:
         for ddl in (*TABLES.values(), *DATASET_TABLES.values()):
@@ -86,39 +87,6 @@ class Warehouse:
             self.con.execute(ddl)
         self.con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-        )
-
-    def _register_functions(self) -> None:
-        """file_at(repl_id, path, ts) and files_at(repl_id, ts) on this connection."""
-        # DuckDB may call the UDF from several worker threads at once, and a cursor
-        # serves one call at a time: each concurrent call borrows its own cursor.
-        self._udf_cursor = _CursorPool(self.con)
-        pool = self._udf_cursor
-
-        def file_at(repl_ids: pa.Array, paths: pa.Array, ts: pa.Array) -> pa.Array:
-            us = pc.cast(ts, pa.int64()).to_pylist()
-            rids, ps = repl_ids.to_pylist(), paths.to_pylist()
-            live = [i for i in range(len(us)) if rids[i] is not None and ps[i] is not None and us[i] is not None]
-            out: list[str | None] = [None] * len(us)
-            cur = pool.take()
-            try:
-                texts = TimeTravel(cur).file_at([rids[i] for i in live], [ps[i] for i in live],
-                                                [us[i] for i in live])
-            finally:
-                pool.give(cur)
-            for i, text in zip(live, texts):
-                out[i] = text
-            return pa.array(out, pa.string())
-
-        self.con.create_function(
-            "file_at", file_at, ["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR",
-            type="arrow", null_handling="special", side_effects=False,
-        )
-        self.con.execute(
-            """CREATE OR REPLACE TEMP MACRO files_at(r, t) AS TABLE
-               SELECT path, file_at(repl_id, path, t) AS content FROM file_paths
-               WHERE repl_id = r AND from_ts <= t AND (to_ts IS NULL OR to_ts > t)
-               ORDER BY path"""
         )
 
     def travel(self) -> TimeTravel:
@@ -138,6 +106,49 @@ class Warehouse:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def register_functions(con) -> _CursorPool:
+    """file_at(repl_id, path, ts) and files_at(repl_id, ts) on a DuckDB connection.
+
+    Returns the pool of cursors the functions read through: the caller keeps it as long as the
+    connection (the function holds it weakly, so that DuckDB, which holds the function, does not
+    keep the connection alive in a cycle the garbage collector cannot see).
+    """
+    # DuckDB may call the UDF from several worker threads at once, and a cursor
+    # serves one call at a time: each concurrent call borrows its own cursor.
+    pool = _CursorPool(con)
+    pool_ref = weakref.ref(pool)
+
+    def file_at(repl_ids: pa.Array, paths: pa.Array, ts: pa.Array) -> pa.Array:
+        lender = pool_ref()
+        if lender is None:
+            raise WarehouseError("file_at: the warehouse connection it was registered on is closed")
+        us = pc.cast(ts, pa.int64()).to_pylist()
+        rids, ps = repl_ids.to_pylist(), paths.to_pylist()
+        live = [i for i in range(len(us)) if rids[i] is not None and ps[i] is not None and us[i] is not None]
+        out: list[str | None] = [None] * len(us)
+        cur = lender.take()
+        try:
+            texts = TimeTravel(cur).file_at([rids[i] for i in live], [ps[i] for i in live],
+                                            [us[i] for i in live])
+        finally:
+            lender.give(cur)
+        for i, text in zip(live, texts):
+            out[i] = text
+        return pa.array(out, pa.string())
+
+    con.create_function(
+        "file_at", file_at, ["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR",
+        type="arrow", null_handling="special", side_effects=False,
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP MACRO files_at(r, t) AS TABLE
+           SELECT path, file_at(repl_id, path, t) AS content FROM file_paths
+           WHERE repl_id = r AND from_ts <= t AND (to_ts IS NULL OR to_ts > t)
+           ORDER BY path"""
+    )
+    return pool
 
 
 class _CursorPool:
@@ -168,26 +179,25 @@ class _CursorPool:
 
 
 def sqlalchemy_engine(home: str | os.PathLike | None = None, read_only: bool = True):
-    """A SQLAlchemy engine on the warehouse (duckdb-engine), with file_at/files_at registered."""
+    """A SQLAlchemy engine on the warehouse (duckdb-engine), with file_at/files_at registered.
+
+    Schema reflection works (`inspect(engine).get_columns("events")`, pandas' `read_sql_table`), and
+    the engine needs no `dispose()`: nothing is left to warn about at exit.
+    """
     from sqlalchemy import create_engine, event
+
+    from . import duckdb_dialect  # noqa: F401  (registers the duckdb.otlake dialect)
 
     path = data_home(home) / DB_NAME
     if not path.exists():
         raise WarehouseError(f"no warehouse at {path}: run `otlake ingest FILE` first (or set OTLAKE_HOME)")
-    engine = create_engine(f"duckdb:///{path}", connect_args={"read_only": read_only})
+    engine = create_engine(f"duckdb+otlake:///{path}", connect_args={"read_only": read_only})
 
     @event.listens_for(engine, "connect")
     def _register(dbapi_connection, _record) -> None:
-        raw = getattr(dbapi_connection, "_ConnectionWrapper__c", None) or getattr(dbapi_connection, "c", None)
-        if raw is None:
-            return
-        _attach_functions(raw)
+        # duckdb-engine wraps the DuckDB connection; the pool lives as long as the wrapper
+        raw = dbapi_connection._ConnectionWrapper__c
+        raw.execute("SET TimeZone = 'UTC'")
+        dbapi_connection.otlake_functions = register_functions(raw)
 
     return engine
-
-
-def _attach_functions(con) -> None:
-    """Register the replay functions on a raw DuckDB connection someone else opened."""
-    holder = Warehouse.__new__(Warehouse)
-    holder.con = con
-    holder._register_functions()

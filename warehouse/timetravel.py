@@ -13,9 +13,48 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from events.errors import OtlakeError
 from ot_replay.buffer import TextBuffer
 
 _US = "epoch_us(ts)"
+
+
+class UnknownRepl(OtlakeError, LookupError):
+    """A repl id the warehouse has no events of."""
+
+    def __init__(self, repl_ids: list[str], hint: str) -> None:
+        self.repl_ids = repl_ids
+        names = ", ".join(repr(r) for r in repl_ids)
+        super().__init__(f"no repl {names} in the warehouse{hint}")
+
+
+def require_repls(cur, repl_ids: list[str]) -> None:
+    """Raise UnknownRepl naming every id of repl_ids that has no stored event (one query when all are known)."""
+    missing = [r for (r,) in cur.execute(
+        """SELECT w.repl_id FROM unnest(CAST(? AS VARCHAR[])) w (repl_id) ANTI JOIN repls USING (repl_id)
+           ORDER BY 1""", [list(dict.fromkeys(repl_ids))]).fetchall()]
+    if missing:
+        raise UnknownRepl(missing, _unknown_repl_hint(cur, missing))
+
+
+def _unknown_repl_hint(cur, missing: list[str]) -> str:
+    """What to do: the nearest known ids, whether its records are in quarantine, how to list repls."""
+    parts = []
+    if len(missing) == 1:
+        near = [r for (r,) in cur.execute(
+            """SELECT repl_id FROM repls WHERE jaro_winkler_similarity(repl_id, ?) >= 0.85
+               ORDER BY jaro_winkler_similarity(repl_id, ?) DESC, repl_id LIMIT 3""", [missing[0]] * 2).fetchall()]
+        if near:
+            parts.append(f"did you mean {', '.join(near)}?")
+    quarantined = cur.execute("SELECT count(*) FROM quarantine WHERE list_contains(?, repl_id)",
+                              [missing]).fetchone()[0]
+    if quarantined:
+        ids = ", ".join("'" + r.replace("'", "''") + "'" for r in missing)
+        records = "1 record was" if quarantined == 1 else f"{quarantined} records were"
+        parts.append(f"{records} quarantined and none stored, see otlake sql "
+                     f'"SELECT error_kind, message FROM quarantine WHERE repl_id IN ({ids})"')
+    parts.append('list the repls with otlake sql "SELECT repl_id, title FROM repls ORDER BY 1"')
+    return ": " + "; ".join(parts)
 
 
 class TimeTravel:
@@ -165,24 +204,30 @@ class TimeTravel:
         return {(r, f, v): c for r, f, v, c in zip(got["repl_id"], got["file_id"], got["version"], got["content"])}
 
     def file_at(self, repl_ids: list[str], paths: list[str], instants: list[int]) -> list[str | None]:
-        """Content of each (repl, path) after every event at or before the instant (µs); None if no file."""
+        """Content of each (repl, path) after every event at or before the instant (µs); None if no file.
+
+        None also for a repl the warehouse does not know (as the SQL function's NULL): files_at,
+        paths_at and require_repls tell an unknown repl apart.
+        """
         found = self.lineages_at(repl_ids, paths, instants)
         keys = [(repl_ids[i], hit[0], hit[1]) for i, hit in enumerate(found) if hit is not None]
         texts = iter(self.contents(keys))
         return [next(texts) if hit is not None else None for hit in found]
 
     def paths_at(self, repl_id: str, instant: int) -> list[str]:
-        """Paths that hold a file in the repl at the instant (µs), sorted."""
+        """Paths that hold a file in the repl at the instant (µs), sorted; UnknownRepl if there is no such repl."""
         rows = self.cur.execute(
             """SELECT path FROM path_events WHERE repl_id = ? AND epoch_us(ts) <= ?
                QUALIFY row_number() OVER (PARTITION BY path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL
                ORDER BY path""",
             [repl_id, instant],
         ).fetchall()
+        if not rows:  # no file then, or no such repl: only the second is an error
+            require_repls(self.cur, [repl_id])
         return [r[0] for r in rows]
 
     def files_at(self, repl_id: str, instant: int) -> dict[str, str | None]:
-        """{path: content} of the repl at the instant (µs); content None where unknown."""
+        """{path: content} of the repl at the instant (µs); content None where unknown; UnknownRepl if no such repl."""
         paths = self.paths_at(repl_id, instant)
         texts = self.file_at([repl_id] * len(paths), paths, [instant] * len(paths))
         return dict(zip(paths, texts))

@@ -21,6 +21,7 @@ from ot_replay.state import ReplFiles
 from .runs import finish_run, start_run
 from .schema import KEYS
 from .store import Warehouse
+from .timetravel import require_repls
 
 
 @dataclass
@@ -64,8 +65,13 @@ def _describe(expected: dict[str, str], actual: dict[str, str | None]) -> str:
 
 def verify(wh: Warehouse, repl_ids: list[str] | None = None,
            progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check every snapshot event of the given repls (all by default); mismatches go to quarantine."""
+    """Check every snapshot event of the given repls (all by default); mismatches go to quarantine.
+
+    UnknownRepl (before any run is recorded) if one of repl_ids has no stored event.
+    """
     con = wh.con
+    if repl_ids:
+        require_repls(con, repl_ids)
     run_id = start_run(con, "verify", {"repls": repl_ids})
     report = VerifyReport(run_id)
     if repl_ids is None:
