@@ -12,13 +12,22 @@ and then `synth --source user`. Per data set:
                message, on the pair's line mapped through the later edits, difflib) is no longer
                reported on the file's final state (checked by the meta-LSP beside the repl's other
                final files)
-  planted      (debugbench) user-fixed pairs whose diagnostic line, mapped onto the combined buggy
-               file, is a planted bug's line or next to one (the solution's own errors, such as an
-               unimported `List`, stay in the final file: never planted)
+  planted      (debugbench) user-fixed pairs whose diagnostic the whole buggy file also shows, at the
+               pair's line mapped onto it, on a planted bug's line or next to one (not a transient
+               error of a half-typed line; the solution's own errors, such as an unimported `List`,
+               stay in the final file: never planted)
   accepted     user diffs the verification chain accepted (and of them, on user-fixed pairs)
   headline     accepted / user_fixed
+  by_fix_style (debugbench) the same counts per fix style, and per phase: `typing` (logged on a
+  by_phase     half-typed file) or `typed` (on the whole buggy file, or while fixing it)
   steps        synth.verify.count_steps: reached, passed, failed_by_reason per step
-  rejections   the 10 most common reasons a user-fixed pair got no accepted diff, one example each
+  rejections   the 10 most common reasons a user-fixed pair (and, apart, a planted one) got no
+               accepted diff, each with one example: code excerpt, diagnostic, candidate diff,
+               reason, and the user's edits from the pair to the final file. Pairs without a
+               candidate are told apart by what the miner's public pieces (synth.usermine:
+               pause_points, windowed_fix, parses) make of their later states: no later edit, no
+               paused state changes lines near the error, every windowed candidate fails to parse,
+               or some parse and none cleared the target.
 
 `python -m bench.usermine --repls 40 --seed 1`; results in bench-data/usermine.json.
 """
@@ -43,6 +52,8 @@ from lsp_runner.snapshot import Snapshot
 from otlake.dataset_cli import DEBUGBENCH
 from otlake.pairs import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
+from synth.linediff import render
+from synth.usermine import parses, pause_points, windowed_fix
 from synth.verify import reason_group
 from warehouse.history import ReplHistory
 from warehouse.ingest import ingest_files
@@ -55,12 +66,13 @@ EXCERPT = 4     # lines shown on each side of the error line
 
 
 def mapped_lines(old: str, new: str, line: int) -> set[int]:
-    """Where line `line` (0-based) of `old` is in `new`: its line if unchanged, the lines that replaced it, or none."""
+    """Where line `line` (0-based) of `old` is in `new`: the same line, or the line at its place in what
+    replaced it (the last one if fewer replaced it); none if it was deleted."""
     a, b = old.split("\n"), new.split("\n")
     line = min(line, len(a) - 1)
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if i1 <= line < i2:
-            return {j1 + line - i1} if tag == "equal" else set(range(j1, j2))
+            return {min(j1 + line - i1, j2 - 1)} if j2 > j1 else set()
     return set()
 
 
@@ -107,40 +119,78 @@ def _final_states(con, rows: list[dict]) -> dict[tuple, tuple[dict, str] | None]
     return out
 
 
-def _user_fixed(rows: list[dict], finals: dict, workers: int) -> None:
-    """Sets r["fixed"]: the target diagnostic is gone from the file's final state (None: no final state known)."""
-    keys = [k for k, v in finals.items() if v is not None]
-    snapshots = [Snapshot(f"f{i}", finals[k][0], (k[2],)) for i, k in enumerate(keys)]
+def _check(snapshots: list[Snapshot], workers: int) -> dict[str, list | None]:
+    """The checked file's diagnostics per snapshot (None where the servers failed)."""
     with LspPool(size=workers) as pool:
         results = {r.snapshot_id: r for r in pool.check(snapshots)}
-    found = {}
-    for i, k in enumerate(keys):
-        result = results.get(f"f{i}")
-        found[k] = result.diagnostics.get(k[2], []) if result is not None and result.ok else None
+    out = {}
+    for s in snapshots:
+        result = results.get(s.id)
+        out[s.id] = result.diagnostics.get(s.paths[0], []) if result is not None and result.ok else None
+    return out
+
+
+def _reported(diags: list, code: str, message: str, lines: set[int]) -> bool:
+    wanted = (code, normalize_message(message))
+    return any((d.code, normalize_message(d.message)) == wanted and d.start_line in lines for d in diags)
+
+
+def _user_fixed(rows: list[dict], finals: dict, files: dict, workers: int) -> None:
+    """Sets r["fixed"]: the target diagnostic is gone from the file's final state (None: no final state
+    known); and r["bug"] (see `_planted`)."""
+    keys = [k for k, v in finals.items() if v is not None]
+    snapshots = [Snapshot(f"f{i}", finals[k][0], (k[2],)) for i, k in enumerate(keys)]
+    snapshots += [Snapshot(f"b-{repl_id}", {"main.py": f.buggy}, ("main.py",)) for repl_id, f in files.items()]
+    found = _check(snapshots, workers)
+    final = {k: found[f"f{i}"] for i, k in enumerate(keys)}
     for r in rows:
-        diags = found.get(r["lineage"])
+        diags = final.get(r["lineage"])
         if diags is None:
             r["fixed"] = None
             continue
-        lines = mapped_lines(r["content"], finals[r["lineage"]][1], r["start_line"])
-        wanted = (r["code"], normalize_message(r["message"]))
-        r["fixed"] = not any((d.code, normalize_message(d.message)) == wanted and d.start_line in lines
-                             for d in diags)
+        r["final"] = finals[r["lineage"]][1]
+        lines = mapped_lines(r["content"], r["final"], r["start_line"])
+        r["fixed"] = not _reported(diags, r["code"], r["message"], lines)
+    _planted(rows, files, {repl_id: found[f"b-{repl_id}"] for repl_id in files})
 
 
-def _planted(rows: list[dict], files: dict) -> None:
-    """Sets r["bug"]: the subtype of the planted bug the pair's (fixed) diagnostic sits on, or None."""
+def _planted(rows: list[dict], files: dict, buggy: dict[str, list | None]) -> None:
+    """Sets r["bug"]: the subtype of the planted bug whose diagnostic the pair is, or None.
+
+    That is a fixed pair whose diagnostic the whole buggy file also shows, at the pair's line mapped
+    onto it, on a planted bug's line or next to one: not a transient error of a half-typed line.
+    """
     for r in rows:
         f = files.get(r["repl_id"])
         r["bug"] = None
-        if f is None or not r["fixed"]:
+        if f is None or not r["fixed"] or buggy[r["repl_id"]] is None:
             continue
         lines = mapped_lines(r["content"], f.buggy, r["start_line"])
+        if not _reported(buggy[r["repl_id"]], r["code"], r["message"], lines):
+            continue
         for number, bug in enumerate(f.bugs):
-            near = {n + d for n in bug.lines for d in (-1, 0, 1)}
-            if lines & near:
+            if lines & {n + d for n in bug.lines for d in (-1, 0, 1)}:
                 r["bug"], r["bug_number"] = bug.subtype, number
                 break
+
+
+def _no_candidate_why(con, rows: list[dict]) -> None:
+    """Sets r["why"] on user-fixed pairs without a candidate: what their later paused states give."""
+    by_repl: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["fixed"] and r["failed_step"] == "no_fix_near_the_error":
+            by_repl[r["repl_id"]].append(r)
+    for repl_id, pairs in by_repl.items():
+        history = ReplHistory(con, repl_id)
+        for r in pairs:
+            file_id, version = history.lineage_before(r["path"], r["seq"])
+            later = [(v, t) for v, t in history.versions(file_id) if v > version]
+            picks = [later[i] for i in pause_points([t for _, t in later])]
+            texts = history.contents(file_id, [v for v, _ in picks])
+            found = {windowed_fix(r["content"], texts[v], r["start_line"]) for v, _ in picks} - {None, r["content"]}
+            r["why"] = ("no later edit" if not later else "no paused state changes lines near the error"
+                        if not found else "every windowed candidate fails to parse"
+                        if not any(parses(c) for c in found) else "candidates parse, none cleared the target")
 
 
 def _excerpt(content: str, line: int) -> str:
@@ -152,6 +202,8 @@ def _excerpt(content: str, line: int) -> str:
 def _rejection(r: dict) -> str:
     if r["failed_step"] is None:
         return "no diffs row (deferred: the language servers failed)"
+    if r.get("why"):
+        return f"{r['failed_step']}: {r['why']}"
     return f"{r['failed_step']}: {reason_group(r['reason'] or '')}" if r["reason"] else r["failed_step"]
 
 
@@ -164,9 +216,14 @@ def _top_rejections(rows: list[dict], n: int = 10) -> list[dict]:
         out.append({"reason": reason, "pairs": count, "example": {
             "repl_id": r["repl_id"], "pair_id": r["pair_id"], "diagnostic": f"{r['code']} {r['message']}",
             "line": r["start_line"] + 1, "code_excerpt": _excerpt(r["content"], r["start_line"]),
-            "candidate_diff": "\n".join((r["diff"] or "").split("\n")[:40]) or None, "reason": r["reason"],
+            "candidate_diff": _head(r["diff"]), "reason": r["reason"],
+            "user_edits_to_the_final_file": _head(render(r["content"], r["final"])) if r.get("final") else None,
             "planted_bug": r.get("bug"), "fix_style": r.get("fix_style")}})
     return out
+
+
+def _head(text: str | None, lines: int = 40) -> str | None:
+    return "\n".join(text.split("\n")[:lines]) if text else None
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -192,9 +249,12 @@ def _summary(rows: list[dict], files: dict) -> dict:
             "bugs_with_an_accepted_diff": len({(r["repl_id"], r["bug_number"]) for r in planted if r["accepted"]}),
             "by_subtype": {s: {"pairs": len(g), "accepted": sum(1 for r in g if r["accepted"])}
                            for s, g in sorted(_group(planted, "bug").items())}}
-        out["by_fix_style"] = {s: {"pairs": len(g), "user_fixed": sum(1 for r in g if r["fixed"]),
-                                   "accepted": sum(1 for r in g if r["accepted"])}
-                               for s, g in sorted(_group(rows, "fix_style").items())}
+        for key in ("fix_style", "phase"):
+            out[f"by_{key}"] = {s: {"pairs": len(g), "user_fixed": sum(1 for r in g if r["fixed"]),
+                                    "planted": sum(1 for r in g if r["bug"]),
+                                    "accepted": sum(1 for r in g if r["accepted"]),
+                                    "planted_accepted": sum(1 for r in g if r["bug"] and r["accepted"])}
+                                for s, g in sorted(_group(rows, key).items())}
     return out
 
 
@@ -227,17 +287,25 @@ def run_dataset(name: str, repls: int, seed: int, workers: int, records: Path = 
                LEFT JOIN diffs d ON d.pair_id = p.pair_id AND d.source = 'user' ORDER BY p.pair_id""").fetchall()]
         started = time.perf_counter()
         finals = _final_states(wh.con, rows)
-        _user_fixed(rows, finals, workers)
+        _user_fixed(rows, finals, files, workers)
+        _no_candidate_why(wh.con, rows)
+        first_run = dict(wh.con.execute("SELECT repl_id, min(seq) FROM events WHERE kind = 'run' GROUP BY repl_id")
+                         .fetchall())
         timings["final_check_s"] = round(time.perf_counter() - started, 2)
-    _planted(rows, files)
     for r in rows:
-        r["fix_style"] = files[r["repl_id"]].fix_style if r["repl_id"] in files else None
+        f = files.get(r["repl_id"])
+        r["fix_style"] = f.fix_style if f else None
+        # typing: logged on a half-typed file; typed: on the whole buggy file, or while fixing it
+        r["phase"] = (None if f is None else "typing" if r["seq"] < first_run.get(r["repl_id"], 0)
+                      and r["content"] != f.buggy else "typed")
     user = synth.by_source["user"].as_dict()
     return {"repls": repls, "seed": seed, "ingest": {"records_in": ingest.records_in,
                                                      "quarantined": ingest.quarantined},
             "pairs_stage": {k: v for k, v in pairs.as_dict().items() if k != "reproduction_by_rule"},
             **_summary(rows, files), "no_candidate": user["no_candidate"], "deferred": user["deferred"],
-            "steps": user["steps"], "top_rejections": _top_rejections(rows), "timings": timings}
+            "steps": user["steps"], "top_rejections": _top_rejections(rows),
+            **({"top_rejections_planted": _top_rejections([r for r in rows if r["bug"]])} if files else {}),
+            "timings": timings}
 
 
 def _table(results: dict) -> str:
@@ -267,8 +335,11 @@ def main(repls: int = 40, seed: int = 1, demo_repls: int = 30, demo_seed: int = 
     for name, r in results.items():
         print(f"\n{name}: steps " + ", ".join(f"{s} {v['passed']}/{v['reached']}" for s, v in r["steps"].items())
               + f"; no candidate {r['no_candidate']}")
-        for t in r["top_rejections"][:5]:
-            print(f"  {t['pairs']:4}  {t['reason']}")
+        for key in ("top_rejections", "top_rejections_planted"):
+            if key in r:
+                print(f"  {key}:")
+                for t in r[key][:5]:
+                    print(f"  {t['pairs']:5}  {t['reason']}")
     print(f"\nwrote {OUT / 'usermine.json'}")
     return result
 

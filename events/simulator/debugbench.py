@@ -291,8 +291,8 @@ def debugbench_sessions(records_dir: pathlib.Path | str, repls: int, seed: int, 
                         bugs: tuple[int, int] = (2, 4), files: list[MultiBugFile] | None = None) -> list[dict]:
     """Events of `repls` DebugBench repls with several bugs each, ordered by time as a real log would be.
 
-    `linter` gives the diagnostics users saw (default ruff alone; the CLI
-    and the benchmarks pass the meta-LSP, lsp_runner.linter.MetaLspLinter).
+    `linter` gives the diagnostics users saw (default ruff alone; bench.usermine
+    passes the meta-LSP, lsp_runner.linter.MetaLspLinter, as `otlake demo` does).
     `files` plays these combined files instead of making them (from
     `multi_bug_files` with the same seed and bugs: their planted bugs).
     """
