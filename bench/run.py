@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from . import dataset, ingest, pairs, replay, timetravel
+from . import dataset, ingest, pairs, replay, timetravel, usermine
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs", "dataset"}
+    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs", "dataset", "usermine"}
     if "replay" in which:
         replay.main()
     if "timetravel" in which:
@@ -19,6 +19,8 @@ def main() -> None:
         pairs.main()
     if "dataset" in which:
         dataset.main()
+    if "usermine" in which:  # user-fix mining on DebugBench repls with several bugs, and on the demo's
+        usermine.main()
 
 
 if __name__ == "__main__":
