@@ -16,8 +16,12 @@ and then `synth --source user`. Per data set:
                pair's line mapped onto it, on a planted bug's line or next to one (not a transient
                error of a half-typed line; the solution's own errors, such as an unimported `List`,
                stay in the final file: never planted)
+  fixed_here   user-fixed pairs whose error the edits of this file fixed: the target is also gone
+               from the final file checked beside the repl's other files as they were at the pair's
+               instant (an import of a module the user created later is fixed in another file, and
+               no line diff of this file can hold that fix)
   accepted     user diffs the verification chain accepted (and of them, on user-fixed pairs)
-  headline     accepted / user_fixed
+  headline     accepted / fixed_here (and accepted / user_fixed)
   by_fix_style (debugbench) the same counts per fix style, and per phase: `typing` (logged on a
   by_phase     half-typed file) or `typed` (on the whole buggy file, or while fixing it)
   steps        synth.verify.count_steps: reached, passed, failed_by_reason per step
@@ -25,9 +29,9 @@ and then `synth --source user`. Per data set:
                accepted diff, each with one example: code excerpt, diagnostic, candidate diff,
                reason, and the user's edits from the pair to the final file. Pairs without a
                candidate are told apart by what the miner's public pieces (synth.usermine:
-               pause_points, windowed_fix, parses) make of their later states: no later edit, no
-               paused state changes lines near the error, every windowed candidate fails to parse,
-               or some parse and none cleared the target.
+               pause_points, windowed_candidates, adds_no_syntax_error) make of their later states:
+               no later edit, no paused state changes lines near the error, every windowed
+               candidate adds a syntax error, or some add none and none cleared the target.
 
 `python -m bench.usermine --repls 40 --seed 1`; results in bench-data/usermine.json.
 """
@@ -35,6 +39,7 @@ and then `synth --source user`. Per data set:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -53,7 +58,13 @@ from otlake.dataset_cli import DEBUGBENCH
 from otlake.pairs import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.linediff import render
-from synth.usermine import parses, pause_points, windowed_fix
+from synth.usermine import (
+    adds_no_syntax_error,
+    is_syntax_target,
+    pause_points,
+    unresolved_names,
+    windowed_candidates,
+)
 from synth.verify import reason_group
 from warehouse.history import ReplHistory
 from warehouse.ingest import ingest_files
@@ -102,7 +113,10 @@ def _final_states(con, rows: list[dict]) -> dict[tuple, tuple[dict, str] | None]
     for repl_id, pairs in by_repl.items():
         history = ReplHistory(con, repl_id)
         end = {p: c for p, c in history.states_at([END_US])[END_US].items() if c is not None}
+        steps = {r["pair_id"]: history.steps_before(r["seq"]) for r in pairs}
+        then = history.states_after(list(steps.values()))
         for r in pairs:
+            r["others_then"] = {p: c for p, c in then[steps[r["pair_id"]]].items() if c is not None and p != r["path"]}
             lineage = history.lineage_before(r["path"], r["seq"])
             r["lineage"] = (repl_id, lineage[0] if lineage else None, r["path"])
             if r["lineage"] in out:
@@ -141,16 +155,26 @@ def _user_fixed(rows: list[dict], finals: dict, files: dict, workers: int) -> No
     keys = [k for k, v in finals.items() if v is not None]
     snapshots = [Snapshot(f"f{i}", finals[k][0], (k[2],)) for i, k in enumerate(keys)]
     snapshots += [Snapshot(f"b-{repl_id}", {"main.py": f.buggy}, ("main.py",)) for repl_id, f in files.items()]
+    here: dict[str, str] = {}  # the final file beside the other files of the pair's instant, one check each
+    for r in rows:
+        if finals.get(r["lineage"]) is not None:
+            tree = {**r["others_then"], r["path"]: finals[r["lineage"]][1]}
+            sid = "h" + hashlib.sha1(json.dumps(sorted(tree.items())).encode("utf-8", "replace")).hexdigest()
+            if sid not in here.values():
+                snapshots.append(Snapshot(sid, tree, (r["path"],)))
+            here[r["pair_id"]] = sid
     found = _check(snapshots, workers)
     final = {k: found[f"f{i}"] for i, k in enumerate(keys)}
     for r in rows:
         diags = final.get(r["lineage"])
         if diags is None:
-            r["fixed"] = None
+            r["fixed"] = r["fixed_here"] = None
             continue
         r["final"] = finals[r["lineage"]][1]
         lines = mapped_lines(r["content"], r["final"], r["start_line"])
         r["fixed"] = not _reported(diags, r["code"], r["message"], lines)
+        then = found.get(here.get(r["pair_id"], ""))
+        r["fixed_here"] = r["fixed"] and then is not None and not _reported(then, r["code"], r["message"], lines)
     _planted(rows, files, {repl_id: found[f"b-{repl_id}"] for repl_id in files})
 
 
@@ -187,10 +211,14 @@ def _no_candidate_why(con, rows: list[dict]) -> None:
             later = [(v, t) for v, t in history.versions(file_id) if v > version]
             picks = [later[i] for i in pause_points([t for _, t in later])]
             texts = history.contents(file_id, [v for v, _ in picks])
-            found = {windowed_fix(r["content"], texts[v], r["start_line"]) for v, _ in picks} - {None, r["content"]}
+            syntax = is_syntax_target(r["code"], r["content"], r["start_line"])
+            names = unresolved_names(r["code"], r["message"])
+            found = {c for v, _ in picks for c in windowed_candidates(
+                r["content"], texts[v], r["start_line"], syntax_target=syntax, names=names)} - {r["content"]}
             r["why"] = ("no later edit" if not later else "no paused state changes lines near the error"
-                        if not found else "every windowed candidate fails to parse"
-                        if not any(parses(c) for c in found) else "candidates parse, none cleared the target")
+                        if not found else "every windowed candidate adds a syntax error"
+                        if not any(adds_no_syntax_error(r["content"], c) for c in found)
+                        else "candidates add no syntax error, none cleared the target")
 
 
 def _excerpt(content: str, line: int) -> str:
@@ -208,7 +236,7 @@ def _rejection(r: dict) -> str:
 
 
 def _top_rejections(rows: list[dict], n: int = 10) -> list[dict]:
-    missed = [r for r in rows if r["fixed"] and not r["accepted"]]
+    missed = [r for r in rows if r["fixed_here"] and not r["accepted"]]
     counts = Counter(_rejection(r) for r in missed)
     out = []
     for reason, count in counts.most_common(n):
@@ -232,9 +260,13 @@ def _ratio(a: int, b: int) -> float | None:
 
 def _summary(rows: list[dict], files: dict) -> dict:
     fixed = [r for r in rows if r["fixed"]]
+    here = [r for r in rows if r["fixed_here"]]
     accepted = [r for r in rows if r["accepted"]]
     out = {"pairs": len(rows), "user_fixed": len(fixed), "final_state_unknown": sum(r["fixed"] is None for r in rows),
-           "accepted": len(accepted), "accepted_user_fixed": sum(1 for r in accepted if r["fixed"]),
+           "fixed_here": len(here), "accepted": len(accepted),
+           "accepted_user_fixed": sum(1 for r in accepted if r["fixed"]),
+           "accepted_fixed_here": sum(1 for r in accepted if r["fixed_here"]),
+           "headline_accepted_over_fixed_here": _ratio(len(accepted), len(here)),
            "headline_accepted_over_user_fixed": _ratio(len(accepted), len(fixed)),
            "errors_only": {"pairs": sum(r["severity"] == 1 for r in rows),
                            "user_fixed": sum(r["severity"] == 1 for r in fixed),
@@ -309,12 +341,13 @@ def run_dataset(name: str, repls: int, seed: int, workers: int, records: Path = 
 
 
 def _table(results: dict) -> str:
-    head = ("data set", "repls", "pairs", "user fixed", "accepted", "acc. & fixed", "accepted/fixed", "planted",
-            "planted acc.", "bugs", "bugs acc.")
+    head = ("data set", "repls", "pairs", "user fixed", "fixed here", "accepted", "acc. & here", "accepted/here",
+            "accepted/fixed", "planted", "planted acc.", "bugs", "bugs acc.")
     rows = [head]
     for name, r in results.items():
         p = r.get("planted") or {}
-        rows.append((name, r["repls"], r["pairs"], r["user_fixed"], r["accepted"], r["accepted_user_fixed"],
+        rows.append((name, r["repls"], r["pairs"], r["user_fixed"], r["fixed_here"], r["accepted"],
+                     r["accepted_fixed_here"], f"{r['headline_accepted_over_fixed_here'] or 0:.1%}",
                      f"{r['headline_accepted_over_user_fixed'] or 0:.1%}", p.get("pairs", "-"), p.get("accepted", "-"),
                      p.get("bugs", "-"), p.get("bugs_with_an_accepted_diff", "-")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]

@@ -23,7 +23,13 @@ from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
 from synth.attribution import line_map, target_still_reported
 from synth.linediff import render
-from synth.usermine import adds_no_syntax_error, is_syntax_target, pause_points, windowed_candidates
+from synth.usermine import (
+    adds_no_syntax_error,
+    is_syntax_target,
+    pause_points,
+    unresolved_names,
+    windowed_candidates,
+)
 from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
 from warehouse.history import ReplHistory
 from warehouse.runs import finish_run, start_run
@@ -247,9 +253,10 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
                 texts = history.contents(file_id, [v for v, _ in picks])
                 seen = {p.content}
                 syntax = is_syntax_target(p.target.code, p.content, p.target.start_line)
+                names = unresolved_names(p.target.code, p.target.message)
                 for v, t in picks:
                     for candidate in windowed_candidates(p.content, texts[v], p.target.start_line,
-                                                         syntax_target=syntax):
+                                                         syntax_target=syntax, names=names):
                         if candidate in seen:
                             continue
                         seen.add(candidate)

@@ -259,7 +259,12 @@ def _dependents(names: set[str], lines: list[str]) -> set[str]:
     return out
 
 
+def quoted_names(message: str) -> list[str]:
+    """What a message quotes: `Cannot access attribute "x" for class "C"` -> x, C."""
+    return _QUOTED.findall(message.replace("`", '"'))
+
+
 def _same_import(message: str, replaced: list[str]) -> bool:
     """Whether the unresolved module the message names was already named by the lines the diff replaced."""
-    quoted = _QUOTED.findall(message)
+    quoted = quoted_names(message)
     return bool(quoted) and all(any(q in line for line in replaced) for q in quoted)

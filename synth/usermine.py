@@ -20,7 +20,7 @@ from difflib import SequenceMatcher
 
 from lsp_runner.syntax import python_parses, syntax_errors
 
-from .attribution import new_syntax_errors
+from .attribution import NAME_RULES, bound_names, new_syntax_errors, quoted_names
 from .linediff import render, split_lines
 
 PAUSE_US = 2_000_000  # a gap this long between two packets ends a burst of typing
@@ -38,21 +38,28 @@ def pause_points(times_us: list[int], pause_us: int = PAUSE_US, limit: int = MAX
     return out
 
 
-def _hunks(a: list[str], b: list[str], error_line: int, window: int) -> list[tuple[int, int, list[str]]]:
+FAR_BINDING_LINES = 6  # a change away from the error that defines its missing name: this many lines at most
+
+
+def _hunks(a: list[str], b: list[str], error_line: int, window: int,
+           names: frozenset[str] = frozenset(), roots: tuple[int, ...] = ()) -> list[tuple[int, int, list[str]]]:
     """The changes that could be the fix: (first old line, end, new lines), nearest the error line first."""
-    lo, hi = error_line - window, error_line + window
+    spans = [(c - window, c + window) for c in (error_line, *roots)]
     end = len(a) - 1 if a and a[-1] == "" else len(a)  # a final newline leaves an empty last line
     out = []
     for tag, i1, i2, j1, j2 in line_opcodes(a, b):
         if tag == "equal":
             continue
-        near = i1 <= hi and max(i2 - 1, i1) >= lo  # an insertion (i1 == i2) touches the line it goes before
+        # an insertion (i1 == i2) touches the line it goes before
+        near = any(i1 <= hi and max(i2 - 1, i1) >= lo for lo, hi in spans)
         appended = tag == "insert" and i1 >= end
         imports = tag == "insert" and all(_IMPORT.match(line) for line in b[j1:j2])
+        binds = bool(names) and j2 - j1 <= FAR_BINDING_LINES and any(
+            bound_names(line) & names for line in b[j1:j2])
         if tag == "replace" and i2 >= end:
             # the last lines rewritten and more typed after them: the rewrite is the fix, the rest typing on
             j2 = min(j2, j1 + (i2 - i1))
-        if (near and not appended) or imports:
+        if ((near or binds) and not appended) or imports:
             out.append((i1, i2, b[j1:j2]))
     out.sort(key=lambda h: (0 if h[0] <= error_line < max(h[1], h[0] + 1) else min(abs(h[0] - error_line),
                                                                                     abs(h[1] - 1 - error_line)), h[0]))
@@ -92,23 +99,30 @@ def adds_no_syntax_error(old: str, candidate: str) -> bool:
 
 
 def windowed_candidates(old: str, later: str, error_line: int, window: int = WINDOW,
-                        syntax_target: bool = False, most: int = 3) -> list[str]:
+                        syntax_target: bool = False, most: int = 3,
+                        names: frozenset[str] = frozenset()) -> list[str]:
     """The candidates `later` gives for an error on error_line (0-based), most likely first.
 
     A change qualifies when it touches lines error_line ± window, except code
     appended at the end of the file (the user typing on, not fixing: a rewrite
     of the last lines keeps only as many lines as it replaced), or when it only
-    adds import lines (the fix of a missing import, wherever it goes). A
-    candidate is the old file with the k nearest qualifying changes, for the
+    adds import lines (the fix of a missing import, wherever it goes), or when
+    it binds one of `names` (the names an undefined-name target says do not
+    resolve) in at most FAR_BINDING_LINES lines (a definition made elsewhere).
+    For a syntax error target, changes near the file's earlier syntax errors
+    qualify too: an unclosed bracket makes the parser complain lines later,
+    and its fix is where it opened. A candidate is the old file with the k nearest qualifying changes, for the
     smallest k that adds no syntax error (and, for a syntax error target,
     removes one), then the next such k (a fix of two lines), up to `most`;
     when no k does, the old file with all of them.
     """
     a = split_lines(old)
-    hunks = _hunks(a, split_lines(later), error_line, window)
+    old_errors = syntax_errors(old) if syntax_target else ()
+    roots = tuple(sorted({e.line for e in old_errors if e.line < error_line}))
+    hunks = _hunks(a, split_lines(later), error_line, window, names, roots)
     if not hunks:
         return []
-    before = len(syntax_errors(old)) if syntax_target else 0
+    before = len(old_errors)
     out = []
     for k in range(1, len(hunks) + 1):
         candidate = _with(a, hunks[:k])
@@ -124,6 +138,13 @@ def windowed_fix(old: str, later: str, error_line: int, window: int = WINDOW,
     """The most likely candidate `later` gives (`windowed_candidates`), or None if none."""
     found = windowed_candidates(old, later, error_line, window, syntax_target, most=1)
     return found[0] if found else None
+
+
+def unresolved_names(code: str, message: str) -> frozenset[str]:
+    """The names a name-resolution diagnostic says do not resolve (`"x" is not defined` -> x)."""
+    if code not in NAME_RULES:
+        return frozenset()
+    return frozenset(n for n in quoted_names(message) if n.isidentifier())
 
 
 def is_syntax_target(code: str, content: str, line: int) -> bool:
