@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from otlake.dataset_cli import DEBUGBENCH, dataset
@@ -306,7 +307,6 @@ def test_list_and_show(lake, tmp_path, cli):
 
 
 def test_the_card_header_is_a_hugging_face_dataset_config(lake, tmp_path, cli):
-    yaml = pytest.importorskip("yaml")
     cli("build", "v1", "--out", tmp_path / "v1", "--home", lake, "--no-debugbench")
     header = (tmp_path / "v1" / "README.md").read_text().split("---\n")[1]
     assert yaml.safe_load(header) == {"configs": [{"config_name": "default", "data_files": [
