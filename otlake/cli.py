@@ -331,20 +331,35 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
     from events.simulator import simulate as make
     from events.simulator import write_jsonl
 
+    from .simulate_cli import SimulateProgress, suggestions
+
     linter = None
     if diagnostics == "meta-lsp":
         from lsp_runner.linter import MetaLspLinter
 
         linter = MetaLspLinter(workers=workers)
-    events = (make_long(long_session, seed, corpus, linter=linter) if long_session
-              else make(repls, seed, corpus, linter=linter))
+    checker = (f"pyright + ruff ({workers} pyright server{'s' if workers > 1 else ''})" if linter else "ruff")
+    progress = SimulateProgress(checker)
+    if long_session:
+        click.echo(f"simulating one repl with {long_session:,} edits (seed {seed}); {checker} checks it as it "
+                   "grows ...", err=True)
+    else:
+        click.echo(f"simulating {repls} repls (seed {seed}) ...", err=True)
+    try:
+        events = (make_long(long_session, seed, corpus, linter=linter) if long_session
+                  else make(repls, seed, corpus, linter=linter, progress=progress))
+    finally:
+        progress.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(events, out)
     kinds: dict[str, int] = {}
     for ev in events:
         kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-    click.echo(f"wrote {len(events)} events of {len({e['repl_id'] for e in events})} repls to {out} ({summary})")
+    n_repls = len({e["repl_id"] for e in events})
+    click.echo(f"wrote {len(events)} events of {n_repls} repl{'s' if n_repls != 1 else ''} to {out} ({summary})")
+    for line in suggestions(events, str(out)):
+        click.echo(line)
 
 
 main.add_command(lsp)

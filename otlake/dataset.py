@@ -15,7 +15,10 @@ Steps, each counted by reason in the card and in `runs.reconciliation`
    near-duplicate) is on both sides;
 6. write into a temporary folder beside `out`, then register the dataset
    and move the folder into place in one transaction: a failed build leaves
-   neither files nor rows.
+   neither files nor rows. A split with no example gets no file (Hugging
+   Face `datasets` cannot load an empty one): the card and the report say
+   why, and `empty_split="fail"` fails the build instead, before anything is
+   written. An eval split that `eval_share=0` did not ask for never fails it.
 """
 
 from __future__ import annotations
@@ -36,16 +39,19 @@ import orjson
 import pyarrow as pa
 
 from events.errors import ConfigError, OtlakeError
-from synth.hygiene.decontam import BOILERPLATE_TASKS, NGRAM, Contamination, EvalSet, load_eval_set
+from synth.hygiene.decontam import NGRAM, Contamination, load_eval_set
 from synth.hygiene.decontam import THRESHOLD as DECONTAM_THRESHOLD
 from synth.hygiene.dedup import THRESHOLD, MinHasher
 from synth.hygiene.pipeline import BatchResult, Kept, clean_rows, deduplicate
 from synth.hygiene.split import sample, split_by_group
-from train.export import Card, move_into_place, staging_folder, write_dataset
+from train.export import SPLITS, move_into_place, staging_folder, write_dataset
 from warehouse.dataset_schema import create_dataset_tables
 from warehouse.runs import finish_run, start_run
 
+from .dataset_card import build_card
+
 SOURCES = ("user", "lm")
+EMPTY_SPLIT = ("skip", "fail")  # what a build does with a split that has no example
 BATCH = 2000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -73,7 +79,7 @@ class DatasetOptions:
     workers: int = 1                    # > 1: a spawn process pool (call from under `if __name__ == "__main__"`)
     overwrite: bool = False
     batch: int = BATCH                  # rows per task of the process pool
-
+    empty_split: str = "skip"           # skip: write no file for it (the card says why); fail: build nothing
 
     def params(self) -> dict:
         """The parameters that decide the dataset's content (what the card and `datasets.params` show)."""
@@ -102,6 +108,7 @@ class DatasetReport:
     rerendered: int = 0
     near_pairs: list[tuple[str, str, float]] = field(default_factory=list)  # dropped, kept, Jaccard
     sha256: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # split -> why it has no file
     seconds: float = 0.0
     step_seconds: Counter = field(default_factory=Counter)
 
@@ -118,7 +125,13 @@ class DatasetReport:
                 "steps": [{"step": s, "in": i, "out": o, "dropped": dict(sorted(d.items()))}
                           for s, i, o, d in self.steps],
                 "anonymized": {"examples": self.anonymized_examples,
-                               "values": dict(sorted(self.anonymized_values.items()))}}
+                               "values": dict(sorted(self.anonymized_values.items()))},
+                "not_written": dict(self.skipped)}
+
+    @property
+    def written(self) -> list[str]:
+        """The splits whose files were written."""
+        return [s for s in SPLITS if s not in self.skipped]
 
     def summary(self) -> str:
         dropped = self.dropped
@@ -157,9 +170,11 @@ def build_dataset(wh, name: str, out: str | os.PathLike, options: DatasetOptions
         train, eval_ = _split(kept, options, report)
         if not report.balanced():  # an invariant: every selected example is written or dropped with a reason
             raise DatasetError(f"the reconciliation does not balance: {report.summary()}")
+        splits = {"train": train, "eval": eval_}
+        report.skipped = _empty_splits(splits, options)
         clock = time.perf_counter()
-        card = _card(con, name, options, eval_sets, contamination, report, train, eval_)
-        report.sha256 = write_dataset(tmp, [k.line for k in train], [k.line for k in eval_], card)
+        card = build_card(con, name, options, eval_sets, contamination, report, splits, report.skipped)
+        report.sha256 = write_dataset(tmp, {s: [k.line for k in splits[s]] for s in report.written}, card)
         report.seconds = time.perf_counter() - started
         _register(con, name, out, tmp, params, report, train, eval_)
         report.step_seconds["write"] += time.perf_counter() - clock
@@ -205,6 +220,9 @@ def _selection(con, options: DatasetOptions) -> tuple[str, list]:
                               + (f"these rules: {shown}" if rules else "no rules yet (run `otlake pairs`)"))
     if not 0 <= options.eval_share < 1:
         raise ConfigError(f"--eval-share {options.eval_share}: give a share in [0, 1), e.g. 0.05")
+    if options.empty_split not in EMPTY_SPLIT:
+        raise ConfigError(f"--empty-split {options.empty_split!r}: give skip (write no file for an empty split) "
+                          "or fail (build nothing)")
     where = ["d.accepted", "d.diff IS NOT NULL", "d.fixed IS NOT NULL", "d.source IN (SELECT unnest(?))"]
     args: list = [list(options.sources)]
     for clause, value in (("epoch_us(p.ts) >= ?", options.since_us), ("epoch_us(p.ts) < ?", options.until_us)):
@@ -343,45 +361,19 @@ def _split(kept: list[Kept], options: DatasetOptions, report: DatasetReport) -> 
     return train, eval_
 
 
-def _card(con, name: str, options: DatasetOptions, eval_sets: list[EvalSet], contamination: Contamination | None,
-          report: DatasetReport, train: list[Kept], eval_: list[Kept]) -> Card:
-    rules: dict[str, list[int]] = {}
-    sources: dict[str, list[int]] = {}
-    for side, examples in ((0, train), (1, eval_)):
-        for k in examples:
-            rules.setdefault(k.rule, [0, 0])[side] += 1
-            sources.setdefault(k.source if k.source == "user" else f"{k.source}:{k.model}", [0, 0])[side] += 1
-    sets = [{"name": s.name, "files": list(s.files), "records": s.records, "sha256": s.sha256} for s in eval_sets]
-    index = {} if contamination is None else {
-        "ngram": options.ngram, "ngrams": len(contamination.ngrams), "boilerplate": contamination.boilerplate,
-        "texts": len(contamination.texts), "threshold": options.decontam_threshold}
-    notes = []
-    if options.eval_share > 0 and not eval_:
-        notes.append(f"eval is empty: no repl has few enough examples to fit in {options.eval_share:.0%} of "
-                     f"{len(train) + len(eval_)} (a repl is never split between train and eval)")
-    if len(eval_sets) > 1:
-        notes.append(f"n-grams in {BOILERPLATE_TASKS}+ tasks count as boilerplate across all sets together")
-    return Card(name, len(train), len(eval_), options.params(), report.steps,
-                {r: tuple(v) for r, v in rules.items()}, {s: tuple(v) for s, v in sources.items()},
-                report.anonymized_examples, dict(report.anonymized_values), report.rerendered,
-                sets, index, _lineage(con, train + eval_), notes=notes)
-
-
-def _lineage(con, examples: list[Kept]) -> list[tuple[str, str, int]]:
-    """(run id, stage, examples) of the pairs and diffs runs behind the examples."""
-    table = pa.table({"pair_id": [k.pair_id for k in examples], "source": [k.source for k in examples],
-                      "model": [k.model for k in examples]})
-    con.register("dataset_lineage", table)
-    try:
-        rows = con.execute(
-            """SELECT run_id, coalesce(r.stage, '?'), count(*) FROM (
-                   SELECT p.run_id FROM dataset_lineage k JOIN pairs p USING (pair_id)
-                   UNION ALL
-                   SELECT d.run_id FROM dataset_lineage k JOIN diffs d USING (pair_id, source, model))
-               LEFT JOIN runs r USING (run_id) GROUP BY ALL ORDER BY 1""").fetchall()
-    finally:
-        con.unregister("dataset_lineage")
-    return [tuple(r) for r in rows]
+def _empty_splits(splits: dict[str, list[Kept]], options: DatasetOptions) -> dict[str, str]:
+    """{split: why it is empty} for the splits with no example; DatasetError when one was asked for and fails."""
+    n = sum(len(v) for v in splits.values())
+    why = {"eval": "--eval-share 0 asks for no eval split" if options.eval_share == 0 else (
+               f"eval is empty: no repl has few enough examples to fit in {options.eval_share:.0%} of {n} "
+               "(a repl is never split between train and eval)"),
+           "train": f"train is empty: every repl fit in the eval share ({options.eval_share:.0%} of {n})"}
+    empty = {s: why[s] for s in SPLITS if not splits[s]}
+    asked = [s for s in empty if not (s == "eval" and options.eval_share == 0)]
+    if asked and options.empty_split == "fail":
+        raise DatasetError(f"{'; '.join(empty[s] for s in asked)}; nothing was written. Select more examples, "
+                           "change --eval-share, or pass --empty-split skip to write the other split alone")
+    return empty
 
 
 def _register(con, name: str, out: Path, tmp: Path, params: dict, report: DatasetReport,
@@ -398,7 +390,7 @@ def _register(con, name: str, out: Path, tmp: Path, params: dict, report: Datase
         con.execute(
             "INSERT INTO datasets VALUES (?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [name, orjson.dumps(params).decode(), orjson.dumps(report.counts()).decode(), str(out),
-             report.train, report.eval, report.sha256["train.jsonl"], report.sha256["eval.jsonl"],
+             report.train, report.eval, report.sha256.get("train.jsonl"), report.sha256.get("eval.jsonl"),
              report.sha256["README.md"], report.run_id])
         con.register("new_examples", table)
         con.execute("INSERT INTO dataset_examples SELECT ?, pair_id, source, model, split, line FROM new_examples",

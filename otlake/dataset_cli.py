@@ -76,20 +76,24 @@ def dataset() -> None:
                    "$OTLAKE_DECONTAMINATE_AGAINST, separated by ':').")
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default=True,
               help="Processes for the per-example steps (big builds only).")
+@click.option("--empty-split", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="A split with no example: skip writes no file for it (Hugging Face datasets cannot load an "
+                   "empty one; the card says why), fail builds nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset of the same name and the files in --out.")
 @home_option
 def build(name: str, out: Path, since: str | None, until: str | None, rules: str | None, exclude_rules: str | None,
           sources: str, max_examples: int | None, seed: int, eval_share: float, dedup_threshold: float,
           decontam_threshold: float, ngram: int, debugbench: str | None, no_debugbench: bool,
-          extra: tuple[str, ...], workers: int, overwrite: bool, home: str | None) -> None:
+          extra: tuple[str, ...], workers: int, empty_split: str, overwrite: bool, home: str | None) -> None:
     """Build a training set from accepted diffs and register it.
 
     Private repls are dropped; then auto-generated, minified and Python 2
     files and unparseable fixes; e-mails, IP addresses and secrets are
     replaced by placeholders; examples that overlap the evaluation sets,
     exact and near duplicates are dropped; whole repls go to eval. Every
-    drop is counted by reason in DIR/README.md, the dataset card. The same
-    warehouse, options and seed give byte-identical files.
+    drop is counted by reason in DIR/README.md, the dataset card. A split
+    with no example gets no file (see --empty-split). The same warehouse,
+    options and seed give byte-identical files.
 
     \b
     Example:
@@ -106,7 +110,7 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
         exclude_rules=_list(exclude_rules), sources=_list(sources), max_examples=max_examples, seed=seed,
         eval_share=eval_share, dedup_threshold=dedup_threshold, decontam_threshold=decontam_threshold,
         ngram=ngram, eval_sets=eval_set_paths(debugbench, no_debugbench, extra), workers=workers,
-        overwrite=overwrite)
+        overwrite=overwrite, empty_split=empty_split)
     with Warehouse(home) as wh, Progress(None, "dataset") as bar:
         report = build_dataset(wh, name, out, options, progress=bar)
     click.echo(f"run {report.run_id}: {report.summary()}")
@@ -114,8 +118,17 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.anonymized_values.items()))
         click.echo(f"anonymized {report.anonymized_examples} example{'s' if report.anonymized_examples > 1 else ''} "
                    f"({kinds})")
-    click.echo(f"wrote {report.out}: train.jsonl ({report.train}), eval.jsonl ({report.eval}), README.md "
-               f"in {report.seconds:.1f} s ({report.selected / max(report.seconds, 1e-9):,.0f} examples/s)")
+    click.echo(f"wrote {report.out}: {written_files(report)} in {report.seconds:.1f} s "
+               f"({report.selected / max(report.seconds, 1e-9):,.0f} examples/s)")
+    for split, why in report.skipped.items():
+        click.echo(f"{split}.jsonl not written: {why} (Hugging Face datasets cannot load an empty split; the "
+                   "card lists only the splits written)")
+
+
+def written_files(report) -> str:
+    """'train.jsonl (80), eval.jsonl (4), README.md': the files a build wrote, with their examples."""
+    counts = {"train": report.train, "eval": report.eval}
+    return ", ".join([f"{s}.jsonl ({counts[s]})" for s in report.written] + ["README.md"])
 
 
 @dataset.command(name="list")
@@ -176,8 +189,11 @@ def show(name: str, fmt: str, home: str | None) -> None:
     click.echo(f"{name}: train {info['train_examples']}, eval {info['eval_examples']}; built "
                f"{info['created_at']} by run {info['run_id']}")
     click.echo(f"files in {info['out_dir']} (README.md is the dataset card):")
+    not_written = info["counts"].get("not_written", {})
     for file, key in (("train.jsonl", "train_sha256"), ("eval.jsonl", "eval_sha256"), ("README.md", "card_sha256")):
-        click.echo(f"  {file}  sha256 {info[key]}")
+        split = file.removesuffix(".jsonl")
+        click.echo(f"  {file}  sha256 {info[key]}" if info[key] is not None else
+                   f"  {file}  not written: {not_written.get(split, 'the split is empty')}")
     steps = info["counts"]["steps"]
     click.echo(render(["step", "in", "out", "dropped"],
                       [(s["step"], s["in"], s["out"], ", ".join(f"{r} {n}" for r, n in s["dropped"].items() if n))

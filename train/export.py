@@ -4,10 +4,12 @@ Each JSONL line is exactly `{"prompt": ..., "response": ...}`: LLM Foundry's
 finetuning loader takes a local JSONL file whose examples have those two keys
 and no others (`hf_name: json` with `hf_kwargs.data_files`), and reads the
 prompt schema of DESIGN.md as plain text. The card starts with the YAML header
-Hugging Face `datasets` reads from a folder's README.md (`configs` with a
-`train` and an `eval` split), so `load_dataset(FOLDER, split="eval")`, and LLM
-Foundry's `hf_name: FOLDER`, find the files too (leave `safe_load` off: it
-refuses a folder with a README.md in it).
+Hugging Face `datasets` reads from a folder's README.md (`configs` naming the
+splits written), so `load_dataset(FOLDER)`, and LLM Foundry's `hf_name: FOLDER`,
+find the files too (leave `safe_load` off: it refuses a folder with a README.md
+in it). Only non-empty splits are written: `load_dataset` refuses a split whose
+file holds no example, so the caller leaves an empty one out and says why in
+`Card.notes`.
 
 Nothing in the files depends on the clock, the output path or the order of a
 dict: the same inputs give the same bytes (`write_dataset` returns each file's
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from pathlib import Path
 from events.errors import ConfigError
 from synth.hygiene import REASONS
 
+SPLITS = ("train", "eval")
 FILES = ("train.jsonl", "eval.jsonl", "README.md")
 BAR = 40  # characters of the longest histogram bar
 
@@ -48,6 +52,8 @@ class Card:
     lineage: list[tuple[str, str, int]] = field(default_factory=list)  # run id, stage, examples
     sha256: dict[str, str] = field(default_factory=dict)  # train.jsonl / eval.jsonl -> digest
     notes: list[str] = field(default_factory=list)
+    splits: tuple[str, ...] = SPLITS                      # the splits whose files are written
+    example: tuple[str, str, str] | None = None           # where it is (file:line), prompt excerpt, response
 
 
 def jsonl(lines: list[bytes]) -> bytes:
@@ -59,13 +65,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_dataset(folder: Path, train: list[bytes], eval_: list[bytes], card: Card) -> dict[str, str]:
-    """Write the three files into folder (which must exist); returns {file name: sha256}."""
-    data = {"train.jsonl": jsonl(train), "eval.jsonl": jsonl(eval_)}
+def write_dataset(folder: Path, splits: dict[str, list[bytes]], card: Card) -> dict[str, str]:
+    """Write SPLIT.jsonl for each split given, and README.md, into folder (which must exist).
+
+    Returns {file name: sha256}; the card lists exactly the splits given.
+    """
+    unknown = sorted(set(splits) - set(SPLITS))
+    assert not unknown, f"splits are {SPLITS}, not {unknown}"
+    data = {f"{name}.jsonl": jsonl(splits[name]) for name in SPLITS if name in splits}
+    card.splits = tuple(name for name in SPLITS if name in splits)
     card.sha256 = {name: sha256(blob) for name, blob in data.items()}
     data["README.md"] = render_card(card).encode()
-    for name in FILES:
-        (folder / name).write_bytes(data[name])
+    for name, blob in data.items():
+        (folder / name).write_bytes(blob)
     return {name: sha256(blob) for name, blob in data.items()}
 
 
@@ -111,15 +123,11 @@ def move_into_place(staging: Path, out: Path) -> Path | None:
 def render_card(c: Card) -> str:
     """The dataset card as Markdown, with the Hugging Face `configs` header."""
     total = c.train + c.eval
-    out = [
-        "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: train.jsonl",
-        "  - split: eval",
-        "    path: eval.jsonl",
+    counts = {"train": c.train, "eval": c.eval}
+    out = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in c.splits:
+        out += [f"  - split: {split}", f"    path: {split}.jsonl"]
+    out += [
         "---",
         f"# {c.name}",
         "",
@@ -131,30 +139,16 @@ def render_card(c: Card) -> str:
         "",
         "| file | examples | sha256 |",
         "| --- | --- | --- |",
-        f"| train.jsonl | {c.train:,} | `{c.sha256.get('train.jsonl', '')}` |",
-        f"| eval.jsonl | {c.eval:,} | `{c.sha256.get('eval.jsonl', '')}` |",
+        *[f"| {s}.jsonl | {counts[s]:,} | `{c.sha256.get(f'{s}.jsonl', '')}` |" for s in c.splits],
+        *[f"| {s}.jsonl | 0 | not written: the split is empty (see Notes) |" for s in SPLITS if s not in c.splits],
         "",
         ("One JSON object a line, `{\"prompt\": ..., \"response\": ...}`. The prompt is `<code>` (`#path`, "
          "then the file with 1-based line numbers), `<lsp_error>` (`rule message`) and `<error_line>`; the "
          "response is `<diff>`, the numbered line diff (`-N text` removes line N, `+N text` adds line N of the "
          "new file), `</diff>`."),
         "",
-        "LLM Foundry (`train_loader`; the same with `split: eval` and `eval.jsonl` for `eval_loader`):",
-        "",
-        "```yaml",
-        "train_loader:",
-        "  name: finetuning",
-        "  dataset:",
-        "    hf_name: json",
-        "    hf_kwargs:",
-        "      data_files:",
-        "        train: <this folder>/train.jsonl",
-        "    split: train",
-        "    max_seq_len: 4096",
-        "    decoder_only_format: true",
-        "    shuffle: true",
-        "```",
-        "",
+        *_how_to_load(c.splits),
+        *_example(c.example),
         "## Counts at each step",
         "",
         "| step | in | out | dropped |",
@@ -203,6 +197,49 @@ def render_card(c: Card) -> str:
     if c.notes:
         out += ["", "## Notes", ""] + [f"- {note}" for note in c.notes]
     return "\n".join(out) + "\n"
+
+
+def _how_to_load(splits: tuple[str, ...]) -> list[str]:
+    """The card's loading instructions, naming only the splits written (tests run them as written)."""
+    shown = ", ".join(f"`{s}`" for s in splits)
+    out = [f"Hugging Face `datasets` (the header above names the splits: {shown}):", "",
+           "```python", "from datasets import load_dataset", "",
+           'dataset = load_dataset("<this folder>")', "```", ""]
+    if "train" not in splits:
+        return out
+    other = (" (the same with `split: eval` and `eval.jsonl` for `eval_loader`)" if "eval" in splits else
+             " (no eval.jsonl was written: see Notes)")
+    return out + [
+        f"LLM Foundry, `train_loader`{other}:",
+        "",
+        "```yaml",
+        "train_loader:",
+        "  name: finetuning",
+        "  dataset:",
+        "    hf_name: json",
+        "    hf_kwargs:",
+        "      data_files:",
+        "        train: <this folder>/train.jsonl",
+        "    split: train",
+        "    max_seq_len: 4096",
+        "    decoder_only_format: true",
+        "    shuffle: true",
+        "```",
+        "",
+    ]
+
+
+def _example(example: tuple[str, str, str] | None) -> list[str]:
+    """The card's example section: one prompt (excerpt) and its response, in a fence no text can close."""
+    if example is None:
+        return []
+    where, prompt, response = example
+    text = f"{prompt}\n{response}"
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return ["## An example", "",
+            (f"{where}, prompt then response. It was chosen to show a repair of whole lines, not a line the "
+             "user was still typing; code lines far from the fix show as `...` here (the file has them all)."),
+            "", fence + "text", text, fence, ""]
 
 
 def _histogram(counts: dict[str, tuple[int, int]]) -> list[str]:

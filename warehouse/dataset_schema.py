@@ -12,8 +12,8 @@ DATASET_TABLES = {
             out_dir VARCHAR NOT NULL,         -- where the files were written (absolute)
             train_examples INTEGER NOT NULL,
             eval_examples INTEGER NOT NULL,
-            train_sha256 VARCHAR NOT NULL,
-            eval_sha256 VARCHAR NOT NULL,
+            train_sha256 VARCHAR,             -- NULL: the split was empty and its file not written
+            eval_sha256 VARCHAR,
             card_sha256 VARCHAR NOT NULL,     -- README.md
             run_id VARCHAR NOT NULL           -- the `runs` row of the build
         )""",
@@ -34,3 +34,9 @@ def create_dataset_tables(con) -> None:
     """Create the tables if they are missing (idempotent)."""
     for ddl in DATASET_TABLES.values():
         con.execute(ddl)
+    # warehouses made before an empty split's file could be left out declared these NOT NULL
+    for (column,) in con.execute(
+            """SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database()
+               AND table_name = 'datasets'
+               AND column_name IN ('train_sha256', 'eval_sha256') AND is_nullable = 'NO'""").fetchall():
+        con.execute(f"ALTER TABLE datasets ALTER COLUMN {column} DROP NOT NULL")
