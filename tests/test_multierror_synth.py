@@ -86,6 +86,7 @@ def mined(tmp_path_factory):
 
 def test_every_error_of_the_file_is_a_pair(mined):
     pairs, rows = mined
+    assert pairs.balanced() and pairs.not_reproduced == 0, pairs.summary()
     for repl in ("one-at-a-time", "one-burst"):
         lines = {line for r, _, line, *_ in rows if r == repl}
         assert {3, 13, 18} <= lines, rows  # both syntax errors and the undefined name reproduce

@@ -26,7 +26,7 @@ REASONS = {
     "minified:low_alnum": "under 25% letters and digits",
     "minified:low_whitespace": "1,000+ characters, under 8% whitespace",
     "python2": "the fixed file is Python 2 (print statements, `except E, e`, xrange, .iteritems(), ...)",
-    "fixed_does_not_parse": "the file after the diff does not parse as Python 3",
+    "fixed_does_not_parse": "the file after the diff has a syntax error the original did not have",
     "anonymized_diff_does_not_apply": "after anonymization the diff no longer applies to the code",
     "bad_prompt": "the example does not fit the prompt schema (e.g. its error line is outside the file)",
     "contaminated:near_duplicate": "5-token shingles with a Jaccard similarity >= --decontam-threshold to an "

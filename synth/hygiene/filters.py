@@ -17,7 +17,10 @@ Each filter answers None (keep) or a reason, `kind:detail`:
 - python2 (the fixed file still has Python-2-only syntax or names: print
   statements, `except E, e`, `raise E, "msg"`, backticks, `<>`, `ur''`, or
   xrange, raw_input, basestring, .iteritems(), .has_key(), urllib2, ...);
-- fixed_does_not_parse (the file after the diff is not Python 3 for `ast`).
+- fixed_does_not_parse (the file after the diff has a syntax error for `ast`
+  that the original did not have). A fix of one error in a file with
+  several keeps the others, so a fixed file may still not parse: the
+  verification chain already refused any diff that adds a syntax error.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import ast
 import re
 import warnings
 
+from ..attribution import new_syntax_errors
 from .example import Example
 
 MAX_LINE = 1000
@@ -87,14 +91,22 @@ def minified_reason(code: str) -> str | None:
     return None
 
 
-def python_reason(fixed: str) -> str | None:
-    """'python2', 'fixed_does_not_parse', or None when the fixed file is Python 3."""
+def python_reason(fixed: str, code: str | None = None) -> str | None:
+    """'python2', 'fixed_does_not_parse', or None when the fixed file is Python 3.
+
+    With `code` (the original), a fixed file that keeps only the original's
+    other syntax errors is kept.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarning for invalid escapes is not an error
             tree = ast.parse(fixed)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
-        return "python2" if _PY2_SYNTAX.search(fixed) else "fixed_does_not_parse"
+        if _PY2_SYNTAX.search(fixed):
+            return "python2"
+        if code is not None and not new_syntax_errors(code, fixed):
+            return None
+        return "fixed_does_not_parse"
     if _PY2_HINT.search(fixed) and _uses_python2_names(tree):
         return "python2"
     return None
@@ -102,7 +114,7 @@ def python_reason(fixed: str) -> str | None:
 
 def filter_reason(ex: Example) -> str | None:
     """The first filter that drops the example, or None."""
-    return generated_reason(ex.path, ex.code) or minified_reason(ex.code) or python_reason(ex.fixed)
+    return generated_reason(ex.path, ex.code) or minified_reason(ex.code) or python_reason(ex.fixed, ex.code)
 
 
 def _uses_python2_names(tree: ast.AST) -> bool:
