@@ -43,6 +43,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from difflib import SequenceMatcher
@@ -297,19 +299,63 @@ def _group(rows: list[dict], key: str) -> dict[str, list[dict]]:
     return out
 
 
-def run_dataset(name: str, repls: int, seed: int, workers: int, records: Path = DEBUGBENCH) -> dict:
-    """Simulate (or reuse), ingest into a fresh warehouse, pairs, synth --source user, and measure."""
-    log, files = _sessions(name, repls, seed, workers, records)
-    home = OUT / "usermine" / name
+def _stages(log: Path, home: Path, workers: int) -> dict:
+    """Ingest, pairs and synth --source user into a fresh warehouse, with this checkout's code."""
     shutil.rmtree(home, ignore_errors=True)
-    timings = {}
     with Warehouse(home) as wh:
-        started = time.perf_counter()
         ingest = ingest_files(wh, [log])
-        timings["ingest_s"] = round(time.perf_counter() - started, 2)
         pairs = build_pairs(wh, PairsOptions(workers=workers))
         synth = run_synth(wh, SynthOptions(workers=workers))
-        timings |= {"pairs_s": round(pairs.seconds, 2), "synth_s": round(synth.seconds, 2)}
+    return {"ingest": {"records_in": ingest.records_in, "quarantined": ingest.quarantined},
+            "pairs_stage": {k: v for k, v in pairs.as_dict().items() if k != "reproduction_by_rule"},
+            "user": synth.by_source["user"].as_dict(),
+            "timings": {"pairs_s": round(pairs.seconds, 2), "synth_s": round(synth.seconds, 2)}}
+
+
+# the same three stages, run by the baseline's own code in its own checkout and environment
+_BASELINE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from otlake.pairs import PairsOptions, build_pairs
+from otlake.synth_stage import SynthOptions, run_synth
+from warehouse.ingest import ingest_files
+from warehouse.store import Warehouse
+log, home, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+with Warehouse(home) as wh:
+    ingest = ingest_files(wh, [log])
+    pairs = build_pairs(wh, PairsOptions(workers=workers))
+    synth = run_synth(wh, SynthOptions(workers=workers))
+print(json.dumps({"ingest": {"records_in": ingest.records_in, "quarantined": ingest.quarantined},
+                  "pairs_stage": {k: v for k, v in pairs.as_dict().items() if k != "reproduction_by_rule"},
+                  "user": synth.by_source["user"].as_dict(),
+                  "timings": {"pairs_s": round(pairs.seconds, 2), "synth_s": round(synth.seconds, 2)}}))
+"""
+
+
+def _baseline_stages(rev: str, log: Path, home: Path, workers: int) -> dict:
+    """The stages at git revision `rev` (a worktree under bench-data/, its own locked environment)."""
+    src = (OUT / "usermine" / f"src-{rev}").resolve()
+    root = Path(__file__).resolve().parents[1]
+    if not (src / ".venv").exists():
+        shutil.rmtree(src, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=root, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(src), rev], cwd=root, check=True,
+                       capture_output=True)
+        uv = shutil.which("uv") or f"{sys.executable} -m uv"
+        subprocess.run(f"{uv} sync --frozen --quiet", shell=True, cwd=src, check=True,
+                       env={**os.environ, "UV_LINK_MODE": "copy", "VIRTUAL_ENV": ""})
+    shutil.rmtree(home, ignore_errors=True)
+    done = subprocess.run([str(src / ".venv" / "bin" / "python"), "-c", _BASELINE_SCRIPT, str(log.resolve()),
+                           str(home.resolve()), str(workers)], cwd=src, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the baseline {rev} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(home: Path, files: dict, stages: dict, workers: int) -> tuple[dict, list[dict]]:
+    """The figures of one warehouse after the stages (see the module's docstring), and its pair rows."""
+    timings = dict(stages["timings"])
+    with Warehouse(home) as wh:
         cols = ("pair_id", "repl_id", "seq", "path", "code", "severity", "message", "start_line", "content",
                 "accepted", "failed_step", "reason", "diff")
         rows = [dict(zip(cols, row)) for row in wh.con.execute(
@@ -330,14 +376,31 @@ def run_dataset(name: str, repls: int, seed: int, workers: int, records: Path = 
         # typing: logged on a half-typed file; typed: on the whole buggy file, or while fixing it
         r["phase"] = (None if f is None else "typing" if r["seq"] < first_run.get(r["repl_id"], 0)
                       and r["content"] != f.buggy else "typed")
-    user = synth.by_source["user"].as_dict()
-    return {"repls": repls, "seed": seed, "ingest": {"records_in": ingest.records_in,
-                                                     "quarantined": ingest.quarantined},
-            "pairs_stage": {k: v for k, v in pairs.as_dict().items() if k != "reproduction_by_rule"},
+    user = stages["user"]
+    return {"ingest": stages["ingest"], "pairs_stage": stages["pairs_stage"],
             **_summary(rows, files), "no_candidate": user["no_candidate"], "deferred": user["deferred"],
             "steps": user["steps"], "top_rejections": _top_rejections(rows),
             **({"top_rejections_planted": _top_rejections([r for r in rows if r["bug"]])} if files else {}),
-            "timings": timings}
+            "timings": timings}, rows
+
+
+def run_dataset(name: str, repls: int, seed: int, workers: int, records: Path = DEBUGBENCH,
+                baseline: str | None = None) -> dict:
+    """Simulate (or reuse), ingest into a fresh warehouse, pairs, synth --source user, and measure; the same
+    with the code at git revision `baseline`, measured by this harness, when one is given."""
+    log, files = _sessions(name, repls, seed, workers, records)
+    home = OUT / "usermine" / name
+    result, rows = _measure(home, files, _stages(log, home, workers), workers)
+    result = {"repls": repls, "seed": seed, **result}
+    if baseline:
+        before_home = OUT / "usermine" / f"{name}-baseline"
+        before, before_rows = _measure(before_home, files, _baseline_stages(baseline, log, before_home, workers),
+                                       workers)
+        kept = {r["pair_id"] for r in rows}
+        result["baseline"] = {"rev": baseline, "repls": repls, **before,
+                              # the baseline's figures on the pairs this code keeps (still_typing aside)
+                              "on_the_same_pairs": _summary([r for r in before_rows if r["pair_id"] in kept], files)}
+    return result
 
 
 def _table(results: dict) -> str:
@@ -355,16 +418,17 @@ def _table(results: dict) -> str:
 
 
 def main(repls: int = 40, seed: int = 1, demo_repls: int = 30, demo_seed: int = 0, workers: int = 2,
-         records: Path | None = None) -> dict:
+         records: Path | None = None, baseline: str | None = None) -> dict:
     records = Path(records or os.environ.get("OTLAKE_DEBUGBENCH") or DEBUGBENCH)
-    results = {"debugbench": run_dataset("debugbench", repls, seed, workers, records)}
+    results = {"debugbench": run_dataset("debugbench", repls, seed, workers, records, baseline)}
     if demo_repls:
-        results["demo"] = run_dataset("demo", demo_repls, demo_seed, workers)
+        results["demo"] = run_dataset("demo", demo_repls, demo_seed, workers, baseline=baseline)
     result = {"machine": machine(), "git": git_rev(), "workers": workers, "debugbench": str(records),
               "datasets": results}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "usermine.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    print(_table(results))
+    print(_table(results | {f"{k} @{v['baseline']['rev']}": v["baseline"] for k, v in results.items()
+                            if "baseline" in v}))
     for name, r in results.items():
         print(f"\n{name}: steps " + ", ".join(f"{s} {v['passed']}/{v['reached']}" for s, v in r["steps"].items())
               + f"; no candidate {r['no_candidate']}")
@@ -386,5 +450,8 @@ if __name__ == "__main__":
     ap.add_argument("--workers", type=int, default=2, help="warm pyright servers")
     ap.add_argument("--debugbench", type=Path, default=None,
                     help=f"DebugBench's python3_*.json (default $OTLAKE_DEBUGBENCH, else {DEBUGBENCH})")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="also run the stages with the code at this git revision (e.g. 42092b5: before "
+                         "issue 10), measured by this harness on the same sessions")
     a = ap.parse_args()
-    main(a.repls, a.seed, a.demo_repls, a.demo_seed, a.workers, a.debugbench)
+    main(a.repls, a.seed, a.demo_repls, a.demo_seed, a.workers, a.debugbench, a.baseline)
