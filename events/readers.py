@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from .errors import BadEvent, OtlakeError
-from .validate import check_strings
+from .validate import check_strings, located_in
 
 
 @dataclass(slots=True)
@@ -42,23 +42,26 @@ def decode_json_line(line: bytes) -> dict:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as fast_error:
-        # orjson refuses lone surrogates; the stdlib accepts them, so we can say which it was
+        # orjson refuses lone surrogates and bytes that are not UTF-8; the stdlib reads both (the bytes
+        # through surrogateescape), so we can say which it was and where
         try:
-            value = json.loads(line.decode("utf-8", errors="surrogateescape"))
-        except (ValueError, UnicodeDecodeError):
-            raise BadEvent("malformed_json", f"not valid JSON: {fast_error}") from None
+            text, not_utf8 = line.decode("utf-8"), None
+        except UnicodeDecodeError as e:
+            text, not_utf8 = line.decode("utf-8", "surrogateescape"), e
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise BadEvent("malformed_json", f"not valid JSON: {e if not_utf8 else fast_error}") from None
         except RecursionError:  # orjson stops at 1024 levels, the stdlib at the interpreter's limit
             raise BadEvent("malformed_json", f"not valid JSON (nested too deep): {fast_error}") from None
         try:
+            if not_utf8 is not None:
+                bad = " ".join(f"0x{b:02x}" for b in line[not_utf8.start:not_utf8.end])
+                check_strings(value, what=f"bytes that are not UTF-8 (first: {bad} at byte offset {not_utf8.start} of the "
+                                          "line; save the file as UTF-8)")
             check_strings(value)
         except BadEvent as e:
-            if isinstance(value, dict):
-                where = {k: value.get(k) for k in ("repl_id", "seq", "path")}
-                raise e.located(
-                    repl_id=where["repl_id"] if isinstance(where["repl_id"], str) else None,
-                    seq=where["seq"] if type(where["seq"]) is int and 0 <= where["seq"] < 2**63 else None,
-                ) from None
-            raise
+            raise located_in(e, value) from None
         return value  # valid JSON orjson is stricter about (NaN, huge integers)
 
 
