@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -221,44 +221,36 @@ def read_jsonl(path: Path) -> Iterator[Record]:
         yield Record(f"{name}:{number}", event, None, line)
 
 
-def _drop_nulls(value):
-    """Parquet rows carry every column of the file; the contract omits absent fields."""
-    if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        if value and isinstance(value[0], tuple) and len(value[0]) == 2:  # a map column
-            return {k: v for k, v in value}
-        return [_drop_nulls(v) for v in value]
-    return value
-
-
-def read_parquet(path: Path, batch_rows: int = 65_536) -> Iterator[Record]:
-    """Records of a Parquet file whose columns are the contract's fields."""
-    import pyarrow.parquet as pq
-
+def event_json(event: object) -> bytes:
+    """The JSON text of a decoded event (a Parquet row, a Python dict); BadEvent(wrong_type) if it has none."""
     try:
-        pf = pq.ParquetFile(path)
-    except OSError as e:
-        raise OtlakeError(f"cannot read {path} as Parquet: {e}") from e
-    name = str(path)
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for item in batch.to_pylist():
-            row += 1
-            event = _drop_nulls(item)
-            # Parquet gives datetimes for timestamp columns; the contract carries RFC 3339 text
-            ts = event.get("ts")
-            if ts is not None and not isinstance(ts, str) and hasattr(ts, "isoformat"):
-                if getattr(ts, "tzinfo", 1) is None:  # a timestamp column without a zone: the contract's UTC
-                    ts = ts.replace(tzinfo=UTC)
-                event["ts"] = ts.isoformat()
-            yield Record(f"{name}:row {row}", event, None, None)
+        return orjson.dumps(event)
+    except orjson.JSONEncodeError:
+        pass
+    try:  # deeper nesting, integers past 64 bits, lone surrogates (escaped: they are refused later)
+        return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as e:
+        raise BadEvent("wrong_type", f"the event cannot be written as JSON: {e}") from None
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 12, 200, 200, 10_000, 200
+
+
+def raw_of(event: object) -> bytes:
+    """What quarantine keeps of a decoded event: its JSON text, else a bounded repr (never raises)."""
+    try:
+        return event_json(event)
+    except BadEvent:
+        return _REPR.repr(event).encode("utf-8", "backslashreplace")
 
 
 def read_events(path: Path) -> Iterator[Record]:
     """Records of an event file, by its suffix."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".parquet":
+        from .parquet import read_parquet  # pyarrow is imported only for Parquet
+
         return read_parquet(path)
     if set(suffixes) & {".jsonl", ".ndjson", ".json", ".gz"} or not suffixes:
         return read_jsonl(path)

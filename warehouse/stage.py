@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import reprlib
 
 import numpy as np
 import orjson
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.errors import BadEvent
-from events.readers import Record, decode_json_line
+from events.readers import Record, decode_json_line, event_json, raw_of
 from events.validate import validate_event
 
 from .store import ROW_GROUP_SIZE
@@ -117,20 +116,20 @@ def staged_row(ev: dict, line_no: int, origin: str, raw: str, h: int) -> dict:
 
 def _ops_json(ops: object) -> str:
     """The op list as JSON text for the fold, which checks it (a bad op list breaks its file there)."""
-    if type(ops) is list and any(type(v) is float and not math.isfinite(v)
-                                 for op in ops if type(op) is dict for v in op.values()):
-        # orjson writes these as null, and the fold would report a count of None: keep them readable
+    try:
+        text = orjson.dumps(ops)
+    except orjson.JSONEncodeError:  # nested past orjson's 255 levels, or an integer past 64 bits
+        try:
+            return json.dumps(ops)  # the fold refuses both, as it would the same text from the fast lane
+        except RecursionError:
+            raise BadEvent("unknown_op", "ops are nested too deep to be an op list (each op is one object with "
+                                         "skip, delete or insert)") from None
+    if b"null" in text and type(ops) is list:  # rare: orjson writes NaN and infinities as null
+        # keep them readable: the fold would report a count of None
         ops = [{k: repr(v) if type(v) is float and not math.isfinite(v) else v for k, v in op.items()}
                if type(op) is dict else op for op in ops]
-    try:
-        return orjson.dumps(ops).decode()
-    except orjson.JSONEncodeError:  # nested past orjson's 255 levels, or an integer past 64 bits
-        pass
-    try:
-        return json.dumps(ops)  # the fold refuses both, as it would the same text from the fast lane
-    except RecursionError:
-        raise BadEvent("unknown_op", "ops are nested too deep to be an op list (each op is one object with "
-                                     "skip, delete or insert)") from None
+        text = orjson.dumps(ops)
+    return text.decode()
 
 
 def stage_records(records: list[tuple[int, Record]]) -> tuple[list[dict], list[tuple]]:
@@ -162,30 +161,6 @@ def stage_records(records: list[tuple[int, Record]]) -> tuple[list[dict], list[t
         except BadEvent as e:
             bad.append((e.located(repl_id=ev["repl_id"], seq=ev["seq"], path=ev.get("path")), record.origin, text, h))
     return rows, bad
-
-
-def event_json(event: object) -> bytes:
-    """The JSON text of a decoded event (a Parquet row, a Python dict); BadEvent(wrong_type) if it has none."""
-    try:
-        return orjson.dumps(event)
-    except orjson.JSONEncodeError:
-        pass
-    try:  # deeper nesting, integers past 64 bits, lone surrogates (escaped: they are refused later)
-        return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError, RecursionError) as e:
-        raise BadEvent("wrong_type", f"the event cannot be written as JSON: {e}") from None
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 12, 200, 200, 10_000, 200
-
-
-def raw_of(event: object) -> bytes:
-    """What quarantine keeps of a decoded event: its JSON text, else a bounded repr (never raises)."""
-    try:
-        return event_json(event)
-    except BadEvent:
-        return _REPR.repr(event).encode("utf-8", "backslashreplace")
 
 
 def decode_record(line: bytes, origin: str) -> Record:
