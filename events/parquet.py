@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from .errors import BadEvent, OtlakeError
 from .readers import Record, decode_json_line, raw_of
-from .validate import check_strings, located_in
+from .validate import check_strings, located_in, storable_text
 
 _POS = pa.struct([("line", pa.int64()), ("character", pa.int64())])
 
@@ -86,7 +86,7 @@ def read_parquet(path: Path, batch_rows: int = 65_536) -> Iterator[Record]:
         pf = pq.ParquetFile(path, arrow_extensions_enabled=True)
     except (OSError, pa.ArrowException) as e:
         raise OtlakeError(f"cannot read {path} as Parquet: {e}") from e
-    name = str(path)
+    name = storable_text(str(path))  # origins are stored: a file name need not be UTF-8
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):

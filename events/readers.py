@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from .errors import BadEvent, OtlakeError
-from .validate import check_strings, located_in
+from .validate import check_strings, located_in, storable_text
 
 
 @dataclass(slots=True)
@@ -207,7 +207,7 @@ def _blocks(text: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, 
 
 def read_jsonl(path: Path) -> Iterator[Record]:
     """Records of a JSON Lines file (.jsonl, .ndjson, .json, or any of them .gz)."""
-    name = str(path)
+    name = storable_text(str(path))  # origins are stored: a file name need not be UTF-8
     loads = orjson.loads
     for number, line in iter_lines(path):
         try:

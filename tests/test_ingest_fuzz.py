@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from events.simulator import simulate
 from otlake.cli import main
-from warehouse.ingest import ingest_events, ingest_files
+from warehouse.ingest import IngestReport, ingest_events, ingest_files
 from warehouse.store import Warehouse
 
 from .test_ingest import dump
@@ -186,6 +187,11 @@ def mutate(lines: list[bytes], name: str, rng: random.Random) -> None:
         if ev is not None:
             keys = list(ev)
             rng.shuffle(keys)
+            absent = [k for k in ("crc32", "user_id", "detail", "session_id", "extra") if k not in ev]
+            if absent and rng.random() < 0.5:  # a null field is the same as an absent one
+                null = rng.choice(absent)
+                ev[null] = None
+                keys.insert(rng.randrange(len(keys) + 1), null)
             lines.insert(rng.randrange(len(lines) + 1),
                          json.dumps({k: ev[k] for k in keys}, ensure_ascii=True, indent=None).encode())
     else:
@@ -209,7 +215,7 @@ def counted_lines(lines: list[bytes]) -> int:
     return sum(1 for line in b"\n".join(lines).split(b"\n") if line.rstrip(b"\r").strip())
 
 
-def ingest_twice(home: Path, f: Path, records: int, chunk_records: int = 200_000) -> None:
+def ingest_twice(home: Path, f: Path, records: int, chunk_records: int = 200_000) -> IngestReport:
     """Ingest f, check the reconciliation, ingest it again: nothing may change."""
     with Warehouse(home) as wh:
         first = ingest_files(wh, [f], chunk_records=chunk_records)
@@ -228,6 +234,7 @@ def ingest_twice(home: Path, f: Path, records: int, chunk_records: int = 200_000
         assert dump(wh) == before
         runs = wh.con.execute("SELECT status, reconciliation->>'balanced' FROM runs").fetchall()
         assert runs == [("done", "true"), ("done", "true")]
+    return first
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -250,7 +257,9 @@ def test_each_mutation_many_times(tmp_path, name):
     for _ in range(40):
         mutate(lines, name, rng)
     f = write(tmp_path / "in.jsonl", lines)
-    ingest_twice(tmp_path / "wh", f, counted_lines(lines))
+    report = ingest_twice(tmp_path / "wh", f, counted_lines(lines))
+    if name in ("duplicate", "respelled"):  # the same events again, in the same or other bytes
+        assert (report.stored, report.duplicates, report.quarantined) == (len(session()), 40, 0), report.summary()
 
 
 def test_the_cli_reports_a_damaged_file_without_a_traceback(tmp_path, monkeypatch):
@@ -339,3 +348,14 @@ def test_python_events_without_a_json_form_are_quarantined(wh):
     assert "cannot be written as JSON" in got[0][2] and "bytes" in got[1][2]
     assert got[2][3].startswith('{"repl_id":"r\\ud800"')  # its JSON text, the surrogate escaped
     assert all(raw.isprintable() for _, _, _, raw in got)
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path):
+    """Origins and the run's parameters are stored: the name is escaped there, the file read as usual."""
+    f = write(tmp_path / os.fsdecode(b"in\xff.jsonl"), [line(repl_id="r0"), b"{oops"])
+    with Warehouse(tmp_path / "wh") as wh:
+        report = ingest_files(wh, [f])
+        assert (report.stored, report.quarantined) == (1, 1)
+        (origin,) = wh.con.execute("SELECT origin FROM quarantine").fetchone()
+        assert origin == str(tmp_path / "in\\udcff.jsonl:2")
+        assert wh.con.execute("SELECT params->>'$.files[0]' FROM runs").fetchone() == (str(tmp_path / "in\\udcff.jsonl"),)

@@ -116,7 +116,7 @@ def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
 
 def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
     for block in iter_line_blocks(path, size):
-        yield Chunk(origin=str(path), lines=block)
+        yield Chunk(origin=storable_text(str(path)), lines=block)  # a file name need not be UTF-8
 
 
 def _record_chunks(records: Iterable[Record], size: int) -> Iterator[Chunk]:
@@ -140,7 +140,8 @@ def ingest_files(wh: Warehouse, paths: list[Path], progress: Callable[[int], Non
             else:
                 read_events(p)  # refuses unknown suffixes up front
                 yield from _jsonl_chunks(p, chunk_records)
-    return _ingest(wh, chunks(), {"files": [str(p) for p in paths]}, progress, checkpoint_every, ahead=True)
+    return _ingest(wh, chunks(), {"files": [storable_text(str(p)) for p in paths]}, progress, checkpoint_every,
+                   ahead=True)
 
 
 def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
