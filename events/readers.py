@@ -26,8 +26,9 @@ class Record:
     """One input record: origin (file:line or file:row), event dict or error, the raw bytes.
 
     `raw` is the record as received (a JSON line) or None when the source has
-    no text form (Parquet); `trusted` says every string came from a strict
-    UTF-8 decoder.
+    no text form (Parquet, Python: their JSON text is made when they are staged;
+    a bad one carries `raw_of` its values); `trusted` says every string came
+    from a strict UTF-8 decoder.
     """
 
     origin: str

@@ -29,14 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.errors import BadEvent, OtlakeError
-from events.readers import LineBlock, Record, iter_line_blocks, read_events
+from events.readers import LineBlock, Record, iter_line_blocks, raw_of, read_events
 from events.validate import check_strings, located_in, storable_text
 
 from .classify import classify, rebuild_late_repls
 from .fold_native import fold_rows
 from .projector import COLUMNS, resume_states
 from .runs import finish_run, start_run
-from .stage import Staged, decode_record, quarantine_row, raw_of, scan_rows, stage_records
+from .stage import Staged, decode_record, quarantine_row, scan_rows, stage_records
 from .store import ROW_GROUP_SIZE, Warehouse
 
 CHUNK_RECORDS = 200_000
