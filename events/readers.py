@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 import orjson
 
 from .errors import BadEvent, OtlakeError
-from .validate import check_strings
+from .validate import check_strings, located_in, storable_text
 
 
 @dataclass(slots=True)
@@ -26,8 +26,9 @@ class Record:
     """One input record: origin (file:line or file:row), event dict or error, the raw bytes.
 
     `raw` is the record as received (a JSON line) or None when the source has
-    no text form (Parquet); `trusted` says every string came from a strict
-    UTF-8 decoder.
+    no text form (Parquet, Python: their JSON text is made when they are staged;
+    a bad one carries `raw_of` its values); `trusted` says every string came
+    from a strict UTF-8 decoder.
     """
 
     origin: str
@@ -42,23 +43,26 @@ def decode_json_line(line: bytes) -> dict:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as fast_error:
-        # orjson refuses lone surrogates; the stdlib accepts them, so we can say which it was
+        # orjson refuses lone surrogates and bytes that are not UTF-8; the stdlib reads both (the bytes
+        # through surrogateescape), so we can say which it was and where
         try:
-            value = json.loads(line.decode("utf-8", errors="surrogateescape"))
-        except (ValueError, UnicodeDecodeError):
-            raise BadEvent("malformed_json", f"not valid JSON: {fast_error}") from None
+            text, not_utf8 = line.decode("utf-8"), None
+        except UnicodeDecodeError as e:
+            text, not_utf8 = line.decode("utf-8", "surrogateescape"), e
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise BadEvent("malformed_json", f"not valid JSON: {e if not_utf8 else fast_error}") from None
         except RecursionError:  # orjson stops at 1024 levels, the stdlib at the interpreter's limit
             raise BadEvent("malformed_json", f"not valid JSON (nested too deep): {fast_error}") from None
         try:
+            if not_utf8 is not None:
+                bad = " ".join(f"0x{b:02x}" for b in line[not_utf8.start:not_utf8.end])
+                check_strings(value, what=f"bytes that are not UTF-8 (first: {bad} at byte offset {not_utf8.start} of the "
+                                          "line; save the file as UTF-8)")
             check_strings(value)
         except BadEvent as e:
-            if isinstance(value, dict):
-                where = {k: value.get(k) for k in ("repl_id", "seq", "path")}
-                raise e.located(
-                    repl_id=where["repl_id"] if isinstance(where["repl_id"], str) else None,
-                    seq=where["seq"] if type(where["seq"]) is int and 0 <= where["seq"] < 2**63 else None,
-                ) from None
-            raise
+            raise located_in(e, value) from None
         return value  # valid JSON orjson is stricter about (NaN, huge integers)
 
 
@@ -204,7 +208,7 @@ def _blocks(text: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, 
 
 def read_jsonl(path: Path) -> Iterator[Record]:
     """Records of a JSON Lines file (.jsonl, .ndjson, .json, or any of them .gz)."""
-    name = str(path)
+    name = storable_text(str(path))  # origins are stored: a file name need not be UTF-8
     loads = orjson.loads
     for number, line in iter_lines(path):
         try:
@@ -218,44 +222,36 @@ def read_jsonl(path: Path) -> Iterator[Record]:
         yield Record(f"{name}:{number}", event, None, line)
 
 
-def _drop_nulls(value):
-    """Parquet rows carry every column of the file; the contract omits absent fields."""
-    if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        if value and isinstance(value[0], tuple) and len(value[0]) == 2:  # a map column
-            return {k: v for k, v in value}
-        return [_drop_nulls(v) for v in value]
-    return value
-
-
-def read_parquet(path: Path, batch_rows: int = 65_536) -> Iterator[Record]:
-    """Records of a Parquet file whose columns are the contract's fields."""
-    import pyarrow.parquet as pq
-
+def event_json(event: object) -> bytes:
+    """The JSON text of a decoded event (a Parquet row, a Python dict); BadEvent(wrong_type) if it has none."""
     try:
-        pf = pq.ParquetFile(path)
-    except OSError as e:
-        raise OtlakeError(f"cannot read {path} as Parquet: {e}") from e
-    name = str(path)
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for item in batch.to_pylist():
-            row += 1
-            event = _drop_nulls(item)
-            # Parquet gives datetimes for timestamp columns; the contract carries RFC 3339 text
-            ts = event.get("ts")
-            if ts is not None and not isinstance(ts, str) and hasattr(ts, "isoformat"):
-                if getattr(ts, "tzinfo", 1) is None:  # a timestamp column without a zone: the contract's UTC
-                    ts = ts.replace(tzinfo=UTC)
-                event["ts"] = ts.isoformat()
-            yield Record(f"{name}:row {row}", event, None, None)
+        return orjson.dumps(event)
+    except orjson.JSONEncodeError:
+        pass
+    try:  # deeper nesting, integers past 64 bits, lone surrogates (escaped: they are refused later)
+        return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as e:
+        raise BadEvent("wrong_type", f"the event cannot be written as JSON: {e}") from None
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 12, 200, 200, 10_000, 200
+
+
+def raw_of(event: object) -> bytes:
+    """What quarantine keeps of a decoded event: its JSON text, else a bounded repr (never raises)."""
+    try:
+        return event_json(event)
+    except BadEvent:
+        return _REPR.repr(event).encode("utf-8", "backslashreplace")
 
 
 def read_events(path: Path) -> Iterator[Record]:
     """Records of an event file, by its suffix."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".parquet":
+        from .parquet import read_parquet  # pyarrow is imported only for Parquet
+
         return read_parquet(path)
     if set(suffixes) & {".jsonl", ".ndjson", ".json", ".gz"} or not suffixes:
         return read_jsonl(path)

@@ -93,18 +93,45 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def check_strings(value: object, where: str = "event") -> None:
-    """Refuse lone surrogates anywhere in a JSON value (they cannot be stored as UTF-8)."""
-    if isinstance(value, str):
-        if _has_lone_surrogate(value):
-            raise BadEvent("invalid_unicode", f"{where} holds a lone surrogate (not valid Unicode text)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            check_strings(k, where)
-            check_strings(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            check_strings(v, f"{where}[{i}]")
+def storable_text(text: str) -> str:
+    """text as valid UTF-8 for a database column: lone surrogates (bytes that were not UTF-8, read with
+    surrogateescape, become these too) written as backslash escapes, e.g. \\ud800. Valid text is kept as is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def check_strings(value: object, where: str = "event",
+                  what: str = "a lone surrogate (not valid Unicode text)") -> None:
+    """Refuse lone surrogates anywhere in a JSON value, keys included (they cannot be stored as UTF-8).
+
+    Iterative, with the location kept as links to the parent and spelled out only for an error: a value
+    nested as deep as a JSON parser allows must cost neither the interpreter's stack nor quadratic time.
+    """
+    stack: list[tuple[object, tuple]] = [(value, (None, where))]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, str):
+            if _has_lone_surrogate(value):
+                raise BadEvent("invalid_unicode", f"{_spell(at)} holds {what}")
+        elif isinstance(value, dict):
+            for k, v in reversed(value.items()):  # reversed: the first bad member is reported first
+                stack.append((v, (at, f".{k}")))
+                if isinstance(k, str):
+                    stack.append((k, (at, f" key {k!r:.40}")))
+        elif isinstance(value, list):
+            stack.extend((value[i], (at, f"[{i}]")) for i in range(len(value) - 1, -1, -1))
+
+
+def _spell(at: tuple) -> str:
+    parts = []
+    while at is not None:
+        at, part = at
+        parts.append(part)
+    text = "".join(reversed(parts))
+    return text if len(text) <= 200 else text[:100] + "..." + text[-100:]
 
 
 def parse_ops(raw: object, check_unicode: bool = True) -> list:
@@ -178,10 +205,17 @@ def validate_event(ev: object, trusted_text: bool = False, ops: bool = True) -> 
     try:
         return _validate(ev, trusted_text, ops)
     except BadEvent as e:
-        repl_id, seq, path = ev.get("repl_id"), ev.get("seq"), ev.get("path")
-        raise e.located(repl_id=repl_id if isinstance(repl_id, str) else None,
-                        seq=seq if type(seq) is int and 0 <= seq <= INT64_MAX else None,
-                        path=path if isinstance(path, str) else None) from None
+        raise located_in(e, ev) from None
+
+
+def located_in(error: BadEvent, ev: object) -> BadEvent:
+    """error with the repl, seq and path of the record it is about, where they have the right types."""
+    if not isinstance(ev, dict):
+        return error
+    repl_id, seq, path = ev.get("repl_id"), ev.get("seq"), ev.get("path")
+    return error.located(repl_id=repl_id if isinstance(repl_id, str) else None,
+                         seq=seq if type(seq) is int and 0 <= seq <= INT64_MAX else None,
+                         path=path if isinstance(path, str) else None)
 
 
 def _validate(ev: dict, trusted_text: bool, ops: bool) -> dict:

@@ -59,9 +59,13 @@ def ingest(files: tuple[Path, ...], checkpoint_every: int | None, chunk_records:
 
 def _count_records(path: Path) -> int:
     if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException):
+            return 0  # no progress total; ingest says why the file cannot be read
     if path.suffix.lower() == ".gz":
         return 0
     with open(path, "rb") as fh:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 import pyarrow as pa
 
 from events.errors import BadEvent
+from events.readers import decode_json_line
 from events.validate import validate_event
 
 from .canonical import canonical
@@ -145,8 +145,11 @@ def classify(con, report, quarantine: list[tuple]) -> None:
 
 
 def _canonical(text: str) -> bytes | None:
-    # ops=False: an op list is checked later, in the fold, like for any other event
+    """The canonical form of a stored or staged record; None if it has none (then it is not the same event).
+
+    Stored text was read before, by either JSON parser (NaN, integers past 64 bits: the stdlib's). ops=False:
+    an op list is checked later, in the fold, like for any other event."""
     try:
-        return canonical(validate_event(orjson.loads(text), trusted_text=True, ops=False))
-    except (BadEvent, orjson.JSONDecodeError):
+        return canonical(validate_event(decode_json_line(text.encode()), trusted_text=True, ops=False))
+    except (BadEvent, RecursionError):  # RecursionError: nested deeper than the stdlib writes JSON
         return None

@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.errors import BadEvent, OtlakeError
-from events.readers import LineBlock, Record, iter_line_blocks, read_events
-from events.validate import check_strings
+from events.readers import LineBlock, Record, iter_line_blocks, raw_of, read_events
+from events.validate import check_strings, located_in, storable_text
 
 from .classify import classify, rebuild_late_repls
 from .fold_native import fold_rows
@@ -116,7 +116,7 @@ def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
 
 def _jsonl_chunks(path: Path, size: int) -> Iterator[Chunk]:
     for block in iter_line_blocks(path, size):
-        yield Chunk(origin=str(path), lines=block)
+        yield Chunk(origin=storable_text(str(path)), lines=block)  # a file name need not be UTF-8
 
 
 def _record_chunks(records: Iterable[Record], size: int) -> Iterator[Chunk]:
@@ -140,7 +140,8 @@ def ingest_files(wh: Warehouse, paths: list[Path], progress: Callable[[int], Non
             else:
                 read_events(p)  # refuses unknown suffixes up front
                 yield from _jsonl_chunks(p, chunk_records)
-    return _ingest(wh, chunks(), {"files": [str(p) for p in paths]}, progress, checkpoint_every, ahead=True)
+    return _ingest(wh, chunks(), {"files": [storable_text(str(p)) for p in paths]}, progress, checkpoint_every,
+                   ahead=True)
 
 
 def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
@@ -151,9 +152,9 @@ def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
             try:
                 check_strings(ev)
             except BadEvent as e:
-                yield Record(f"{origin}:{i}", None, e, repr(ev)[:10_000].encode("utf-8", "replace"))
+                yield Record(f"{origin}:{i}", None, located_in(e, ev), raw_of(ev))
                 continue
-            yield Record(f"{origin}:{i}", dict(ev), None, None)
+            yield Record(f"{origin}:{i}", dict(ev) if isinstance(ev, dict) else ev, None, None)
     # the caller's iterable is read on this thread, in order: it may use the connection or thread-local state
     return _ingest(wh, _record_chunks(records(), chunk_records), {"origin": origin}, None, checkpoint_every,
                    ahead=False)
@@ -397,13 +398,23 @@ def _write(con, staged: Staged, quarantine: list[tuple], folded: Folded, report:
     _write_quarantine(con, quarantine, report)
 
 
+def _text_column(values: list) -> pa.Array:
+    """A string column of quarantine rows. Bad input may carry text that is not valid UTF-8 into any of them
+    (a lone surrogate in a repl_id lands in the key, the location and the message): it is stored with
+    backslash escapes, so writing quarantine never fails."""
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([None if v is None else storable_text(v) for v in values], pa.string())
+
+
 def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> None:
     if not quarantine:
         return
     names = ("source", "key", "repl_id", "seq", "path", "version", "origin", "error_kind", "message", "raw", "us",
              "restaged")
     cols = {n: list(v) for n, v in zip(names, zip(*quarantine))}
-    table = pa.table({n: pa.array(cols[n], pa.int64() if n in ("seq", "version", "us") else pa.string())
+    table = pa.table({n: pa.array(cols[n], pa.int64()) if n in ("seq", "version", "us") else _text_column(cols[n])
                       for n in names[:-1]})
     con.register("q", table)
     existing = {k for (k,) in con.execute(
@@ -417,8 +428,8 @@ def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> Non
         [report.run_id])
     con.unregister("q")
     seen = set()
-    for row in quarantine:
-        key, kind = row[1], row[7]
+    for row, key in zip(quarantine, table.column("key").to_pylist()):  # the keys as stored
+        kind = row[7]
         if row[-1]:  # a restaged event refused again: not a record of this run
             report.rebuilt_quarantined += 1
             continue

@@ -11,6 +11,8 @@ decides and writes the precise error. Both lanes fill the same `staged` rows.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 
 import numpy as np
 import orjson
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.errors import BadEvent
-from events.readers import Record, decode_json_line
+from events.readers import Record, decode_json_line, event_json, raw_of
 from events.validate import validate_event
 
 from .store import ROW_GROUP_SIZE
@@ -97,7 +99,7 @@ def staged_row(ev: dict, line_no: int, origin: str, raw: str, h: int) -> dict:
     row.update(line_no=line_no, origin=origin, raw=raw, h=h, repl_id=ev["repl_id"], seq=ev["seq"], us=ev["_us"],
                kind=kind, session_id=ev.get("session_id"), user_id=ev.get("user_id"), path=ev.get("path"))
     if kind == "ot":
-        row.update(version=ev["version"], ops=orjson.dumps(ev["ops"]).decode(), crc32=ev.get("crc32"),
+        row.update(version=ev["version"], ops=_ops_json(ev["ops"]), crc32=ev.get("crc32"),
                    author=ev.get("author"))
     elif kind == "file":
         row.update(op=ev["op"], dest=ev.get("dest"))
@@ -112,13 +114,38 @@ def staged_row(ev: dict, line_no: int, origin: str, raw: str, h: int) -> dict:
     return row
 
 
+def _ops_json(ops: object) -> str:
+    """The op list as JSON text for the fold, which checks it (a bad op list breaks its file there)."""
+    try:
+        text = orjson.dumps(ops)
+    except orjson.JSONEncodeError:  # nested past orjson's 255 levels, or an integer past 64 bits
+        try:
+            return json.dumps(ops)  # the fold refuses both, as it would the same text from the fast lane
+        except RecursionError:
+            raise BadEvent("unknown_op", "ops are nested too deep to be an op list (each op is one object with "
+                                         "skip, delete or insert)") from None
+    if b"null" in text and type(ops) is list:  # rare: orjson writes NaN and infinities as null
+        # keep them readable: the fold would report a count of None
+        ops = [{k: repr(v) if type(v) is float and not math.isfinite(v) else v for k, v in op.items()}
+               if type(op) is dict else op for op in ops]
+        text = orjson.dumps(ops)
+    return text.decode()
+
+
 def stage_records(records: list[tuple[int, Record]]) -> tuple[list[dict], list[tuple]]:
     """Slow lane: validate records in Python. Returns (staged rows, (error, origin, raw, h) per bad record)."""
     rows, bad = [], []
     for line_no, record in records:
-        raw = record.raw if record.raw is not None else _dumps(record.event)
+        error = record.error
+        if record.raw is not None:
+            raw = record.raw
+        else:  # Parquet rows and Python dicts: the stored record is their JSON text
+            try:
+                raw = event_json(record.event)
+            except BadEvent as e:
+                raw, error = raw_of(record.event), error or e
         h = content_hash(raw)
-        text = raw.decode("utf-8", "replace")
+        text = raw.decode("utf-8", "backslashreplace")  # valid records are UTF-8; a bad one keeps its bytes readable
         if record.error is not None:
             bad.append((record.error, record.origin, text, h))
             continue
@@ -127,15 +154,13 @@ def stage_records(records: list[tuple[int, Record]]) -> tuple[list[dict], list[t
         except BadEvent as e:
             bad.append((e, record.origin, text, h))
             continue
-        rows.append(staged_row(ev, line_no, record.origin, text, h))
+        try:
+            if error is not None:  # valid, but with no JSON text to store
+                raise error
+            rows.append(staged_row(ev, line_no, record.origin, text, h))
+        except BadEvent as e:
+            bad.append((e.located(repl_id=ev["repl_id"], seq=ev["seq"], path=ev.get("path")), record.origin, text, h))
     return rows, bad
-
-
-def _dumps(event) -> bytes:
-    try:
-        return orjson.dumps(event)
-    except TypeError:  # e.g. an integer too large for JSON's usual range
-        return repr(event)[:100_000].encode("utf-8", "replace")
 
 
 def decode_record(line: bytes, origin: str) -> Record:
