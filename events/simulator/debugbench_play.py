@@ -21,6 +21,7 @@ from .editor import FileEditor
 from .extras import owner_name, run_result
 from .recorder import Recorder
 from .typist import Typist
+from .work import smallest_difference
 
 if TYPE_CHECKING:
     from .debugbench import MultiBugFile
@@ -149,7 +150,7 @@ class _Repl:
         old = "".join(line + "\n" for line in seg.current)
         new = "".join(line + "\n" for line in seg.target)
         first = self._line_of(k)
-        begin, old_part, new_part = _difference(old, new)
+        begin, old_part, new_part = smallest_difference(old, new)
         start = _position(old, begin, first)
         end = _position(old, begin + len(old_part), first)
         seg.current, seg.bug = list(seg.target), None
@@ -229,18 +230,6 @@ def _blocks(lines: list[str], rng: random.Random) -> list[list[str]]:
             blocks.append(current)
             current, size = [], rng.randint(2, 8)
     return blocks
-
-
-def _difference(old: str, new: str) -> tuple[int, str, str]:
-    # the smallest span that turns `old` into `new`: what a person would retype
-    limit = min(len(old), len(new))
-    start = 0
-    while start < limit and old[start] == new[start]:
-        start += 1
-    end = 0
-    while end < limit - start and old[-1 - end] == new[-1 - end]:
-        end += 1
-    return start, old[start : len(old) - end], new[start : len(new) - end]
 
 
 def _position(text: str, offset: int, first_line: int) -> tuple[int, int]:

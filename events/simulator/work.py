@@ -106,7 +106,7 @@ class FileWork:
         if not options or buf.line(line) != plan.blocks[block][k]:
             return None
         mistake = self._choose(options)
-        column, old, new = _difference(mistake.right, mistake.wrong)
+        column, old, new = smallest_difference(mistake.right, mistake.wrong)
         typist.replace_span(self.ed, line, column, old, new, select=0.0)
         return Pending(self, block, k, mistake)
 
@@ -130,12 +130,12 @@ class FileWork:
         line = buf.find_line(mistake.wrong, near)
         if line is None:
             return False
-        column, old, new = _difference(mistake.wrong, mistake.right)
+        column, old, new = smallest_difference(mistake.wrong, mistake.right)
         return typist.replace_span(self.ed, line, column, old, new)
 
 
-def _difference(wrong: str, right: str) -> tuple[int, str, str]:
-    # the smallest span that turns `wrong` into `right`: what a person would retype
+def smallest_difference(wrong: str, right: str) -> tuple[int, str, str]:
+    """(offset, old, new): the smallest span that turns `wrong` into `right`, what a person would retype."""
     limit = min(len(wrong), len(right))
     start = 0
     while start < limit and wrong[start] == right[start]:
