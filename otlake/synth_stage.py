@@ -196,7 +196,7 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
                 fixes[p.pair_id] = None
                 continue
             for version, us, text in queue[:ROUND]:
-                sid = f"{p.pair_id}:{version}"
+                sid = f"{p.pair_id}:{len(asked)}"  # a state can give several candidates: one id each
                 snapshots.append(Snapshot(sid, {**others[p.pair_id], p.path: text}, (p.path,)))
                 asked.append((p, version, us, text, sid))
             del queue[:ROUND]

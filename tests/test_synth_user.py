@@ -129,3 +129,23 @@ def test_a_second_synth_run_does_nothing_again(mined):
         again = run_synth(wh, SynthOptions())
         assert again.already_done == 3 and again.by_source["user"].pairs == 0
         assert wh.con.execute("SELECT count(*) FROM diffs").fetchall()[0][0] == len(rows) == 3
+
+
+def test_a_state_with_two_candidates_checks_each_on_its_own(tmp_path):
+    # the later state gives two candidates: the error line's own change (still broken), then that and
+    # the definition two lines up (the fix); each must be judged on its own result
+    log = Log("two")
+    log.edit("main.py", [{"insert": "x = 1\ny = 2\nprint(total)\n"}])
+    log.add("lsp_diagnostic", path="main.py", range={"start": {"line": 2, "character": 6},
+                                                     "end": {"line": 2, "character": 11}},
+            severity=1, code="pyright[reportUndefinedVariable]", message='"total" is not defined',
+            has_code_action=False)
+    log.clock += 10
+    log.edit("main.py", [{"delete": 5}, {"insert": "total = 0"}, {"skip": 18}, {"insert": ", end=''"}])
+    with Warehouse(tmp_path / "wh") as wh:
+        ingest_events(wh, log.events)
+        assert build_pairs(wh, PairsOptions()).pairs == 1
+        run_synth(wh, SynthOptions())
+        (accepted, diff, reason), = wh.con.execute("SELECT accepted, diff, reason FROM diffs").fetchall()
+    assert accepted, reason
+    assert diff == "-1 x = 1\n+1 total = 0\n-3 print(total)\n+3 print(total, end='')"
