@@ -213,7 +213,7 @@ def _no_candidate_why(con, rows: list[dict]) -> None:
             later = [(v, t) for v, t in history.versions(file_id) if v > version]
             picks = [later[i] for i in pause_points([t for _, t in later])]
             texts = history.contents(file_id, [v for v, _ in picks])
-            syntax = is_syntax_target(r["code"], r["content"], r["start_line"])
+            syntax = is_syntax_target(r["code"])
             names = unresolved_names(r["code"], r["message"])
             found = {c for v, _ in picks for c in windowed_candidates(
                 r["content"], texts[v], r["start_line"], syntax_target=syntax, names=names)} - {r["content"]}

@@ -35,7 +35,7 @@ def python_parses(code: str) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)  # invalid escapes in user code are not errors
             ast.parse(code)
-    except (SyntaxError, ValueError):  # ValueError: NUL bytes
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # NUL bytes; nesting past the parser's limits
         return False
     return True
 
@@ -48,8 +48,9 @@ def syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
     """The file's syntax errors in order; empty when it parses.
 
     Ruff's list when it has one; where CPython rejects what ruff accepts (a
-    rare disagreement), CPython's first error. Raises LspError when ruff
-    cannot run.
+    rare disagreement), or ruff fails on the text (it overflows its stack on
+    thousands of nested brackets), CPython's first error. Raises LspError when
+    ruff cannot be started at all.
     """
     if python_parses(code):
         return ()
@@ -72,12 +73,16 @@ def _ruff_syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
         # a lone surrogate becomes "?": one code point for one, so positions hold
         proc = subprocess.run(argv, input=code.encode("utf-8", "replace"), capture_output=True,
                               check=False, timeout=60)
-        rows = json.loads(proc.stdout or b"[]")
-    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
-        raise LspError(f"ruff could not parse the file: {e}") from e
-    if proc.returncode != 0 or not isinstance(rows, list):
-        raise LspError(f"ruff failed with exit code {proc.returncode}: "
-                       f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
+    except OSError as e:
+        raise LspError(f"ruff could not run: {e}") from e
+    except subprocess.TimeoutExpired:
+        proc = None
+    try:
+        rows = json.loads(proc.stdout or b"[]") if proc is not None and proc.returncode == 0 else []
+    except ValueError:
+        rows = []
+    if not isinstance(rows, list):
+        rows = []
     found = sorted(SyntaxIssue(max(r["location"]["row"] - 1, 0), max(r["location"]["column"] - 1, 0),
                                r["message"]) for r in rows if r.get("code") in (None, "invalid-syntax", "E999"))
     if found:
@@ -88,6 +93,6 @@ def _ruff_syntax_errors(code: str) -> tuple[SyntaxIssue, ...]:
             ast.parse(code)
     except SyntaxError as e:
         return (SyntaxIssue(max((e.lineno or 1) - 1, 0), max((e.offset or 1) - 1, 0), e.msg),)
-    except ValueError as e:
-        return (SyntaxIssue(0, 0, str(e)),)
+    except (ValueError, RecursionError, MemoryError) as e:
+        return (SyntaxIssue(0, 0, f"{type(e).__name__}: {e}"),)
     return ()

@@ -95,7 +95,8 @@ def sql(query: str, fmt: str, write: bool, home: str | None) -> None:
     from warehouse.store import Warehouse
 
     if query == "-":
-        query = sys.stdin.read()
+        # bytes that are not UTF-8 become lone surrogates, which run_sql names as not UTF-8
+        query = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     with Warehouse(home, read_only=not write) as wh:
         kind, rel = run_sql(wh.con, query)
         text, n = render_relation(rel, fmt) if rel is not None else ("", 0)

@@ -7,7 +7,8 @@ a timestamp `2024-03-01 12:00:00+00`, NULL is `NULL` in a table and empty in CSV
 are `to_json(value)` (numbers, DECIMAL and HUGEINT with every digit; lists and structs as arrays
 and objects, a MAP as an object with text keys; other types as their text) except that NaN,
 Infinity and -Infinity, which JSON has no numbers for, become the strings "NaN", "Infinity" and
-"-Infinity" (what float() and DuckDB's JSON cast read back).
+"-Infinity" (what float() and DuckDB's JSON cast read back). A column name that repeats gets _1,
+_2 as a JSON key (`SELECT 1 AS a, 2 AS a` gives {"a": 1, "a_1": 2}).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
 
@@ -48,23 +50,32 @@ def render_relation(rel: duckdb.DuckDBPyRelation, fmt: str) -> tuple[str, int]:
     return _text_rows(rel.columns, rows, fmt), len(rows)
 
 
+_BARE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')  # a JSON string, or a bare non-finite word
+
+
 def _finite_json(text: str) -> str:
-    """DuckDB's JSON, with its bare NaN/Infinity/-Infinity (not JSON) turned into strings."""
+    """DuckDB's JSON, with its bare NaN/Infinity/-Infinity (not JSON) turned into strings; every other
+    character as DuckDB wrote it (no number goes through a float)."""
     if "NaN" not in text and "Infinity" not in text:
         return text
-    try:
-        json.loads(text, parse_constant=_refuse)
-        return text  # the word was inside a string
-    except ValueError:
-        return json.dumps(json.loads(text, parse_constant=str), ensure_ascii=False)
+    return _BARE.sub(lambda m: f'"{m[1]}"' if m[1] else m[0], text)
 
 
-def _refuse(constant: str):
-    raise ValueError(constant)
+def _unique(columns: list[str]) -> list[str]:
+    """Column names as JSON keys, a repeated name suffixed _1, _2 (`SELECT 1 AS a, 2 AS a`)."""
+    out, seen = [], set()
+    for c in map(str, columns):
+        name, n = c, 0
+        while name in seen:
+            n += 1
+            name = f"{c}_{n}"
+        seen.add(name)
+        out.append(name)
+    return out
 
 
 def _json_rows(columns: list[str], cells: list[list[str]]) -> str:
-    keys = [json.dumps(str(c), ensure_ascii=False) for c in columns]
+    keys = [json.dumps(c, ensure_ascii=False) for c in _unique(columns)]
     lines = ["{" + ", ".join(f"{k}: {v}" for k, v in zip(keys, row)) + "}" for row in cells]
     return "[\n" + ",\n".join(lines) + "\n]" if lines else "[]"
 

@@ -252,7 +252,7 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
                 picks = [later[i] for i in pause_points([t for _, t in later])]
                 texts = history.contents(file_id, [v for v, _ in picks])
                 seen = {p.content}
-                syntax = is_syntax_target(p.target.code, p.content, p.target.start_line)
+                syntax = is_syntax_target(p.target.code)
                 names = unresolved_names(p.target.code, p.target.message)
                 for v, t in picks:
                     for candidate in windowed_candidates(p.content, texts[v], p.target.start_line,

@@ -15,34 +15,36 @@ Syntax. A candidate may keep the original's other syntax errors; it must not
 add one: every syntax error of the fixed file must be one of the original's
 (same message) on an unchanged line mapped to it.
 
-Introduced errors. While a file has a syntax error, ruff reports only the
-syntax error and pyright skips much of its checking; once the fix removes
-it, errors that were there all along appear. And a diff that defines a
-missing name lets pyright check the code using it. Neither is an error the
-diff brought in. An error-severity diagnostic of the fixed file counts as
+Introduced errors. Two effects make errors appear that were there all
+along. Masking: while a file has a syntax error, ruff reports nothing but
+syntax errors, and pyright's checks of the code around it (its top-level
+block: the `def`, `class` or statement it sits in) are unreliable; once the
+diff removes that syntax error, their errors appear. And a diff that defines
+a missing name lets pyright check the code that uses it. Neither is an error
+the diff brought in. An error-severity diagnostic of the fixed file is
 introduced when:
 1. it is on a changed line, the original lines that hunk replaced had no
-   error of its rule and message, and
-   a. it says a name does not resolve (undefined variable, unknown
-      attribute, unresolved import: the diff wrote that name), unless it is
-      an unresolved import of a module those lines already imported (the
-      checker's environment lacks it, the diff did not misspell it); or
-   b. it is any other check, and neither the original had a syntax error
-      nor was the target an unresolved name on the lines the hunk replaced
-      (either hid the checks of that line: `x.copress(s)` fixed to
-      `x.compress(s)` lets pyright check the argument for the first time); or
+   error of its rule and message, it is not an unresolved import of a module
+   those lines already imported (the checker's environment lacks it; the
+   diff did not misspell it), and either the code it flags was written by
+   the diff (a token of its range that the replaced lines do not have:
+   `os.pth` -> `os.path + 1`, a misspelt name), or neither did the diff
+   remove a syntax error there nor was the target an unresolved name on
+   those lines (either hid the checks of that line: `x.copress(s)` fixed to
+   `x.compress(s)` lets pyright check `s` for the first time); or
 2. it is on an unchanged line, its rule and message were not on the mapped
-   original line, its rule and message are more frequent than in the
-   original (an error that only moved is not new), and
+   original line, and
    a. the line uses a name the diff unbinds (bound on a removed line, bound
       on no added line: a rename or a deleted definition breaks its users),
-      or, when the original parsed, one the diff rebinds (a changed `def`
-      breaks its callers); or
-   b. none of these holds: the line uses no name the diff newly binds, nor
-      a name bound from one (`class C(codecs.Codec)` once `codecs` is
-      imported: checks an unknown name hid), and the original parsed
-      (without a syntax error nothing was masked, so the diff caused it:
-      e.g. code added above the imports).
+      or one it rebinds (a changed `def` breaks its callers; not a binding
+      on a line that was itself a syntax error, nor a user inside the block
+      of a removed syntax error); or
+   b. its rule and message are more frequent than in the original without
+      the target (an error that only moved is not new), and it is not
+      masked (a ruff rule while the original had a syntax error; a line in
+      the block of a syntax error the diff removed) nor revealed (the line
+      uses a name the diff newly binds, or a name bound from one:
+      `class C(codecs.Codec)` once `codecs` is imported).
 The name rules read names off the lines' text (def, class, import,
 assignment, for, with/except ... as, :=), not a scope analysis: a
 heuristic that errs towards keeping a correct fix of a broken file.
@@ -54,12 +56,11 @@ import keyword
 import re
 from collections import Counter
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 
 from lsp_runner.diagnostic import Diagnostic, normalize_message
 from lsp_runner.syntax import SyntaxIssue, syntax_errors
 
-from .linediff import split_lines
+from .linediff import opcodes, split_lines
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING = re.compile(r"(?:[rbuRBUfF]{0,2})(\"\"\"|'''|\"|')(?:\\.|(?!\1).)*(?:\1|$)")
@@ -107,7 +108,7 @@ def line_map(before: str, after: str) -> LineMap:
     a, b = split_lines(before), split_lines(after)
     old_of_new: list[int | None] = [None] * len(b)
     hunks = []
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(a, b):
         if tag == "equal":
             for k in range(j2 - j1):
                 old_of_new[j1 + k] = i1 + k
@@ -202,15 +203,18 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
         if d.severity == 1:
             old_at.setdefault(d.start_line, Counter())[_key(d)] += 1
     old_total = Counter(_key(d) for d in before_diags if d.severity == 1)
+    if target is not None:
+        old_total[_key(target)] -= 1  # the target is gone: it cannot pay for a copy of itself elsewhere
     new_total = Counter(_key(d) for d in after_diags if d.severity == 1)
-    removed = [a[i] for i1, i2, _, _ in lm.hunks for i in range(i1, i2)]
+    old_syntax = syntax_errors(before)
+    broken = {e.line for e in old_syntax}
+    masked = _blocks(a, _removed_syntax_lines(old_syntax, syntax_errors(after), lm))
+    removed = [i for i1, i2, _, _ in lm.hunks for i in range(i1, i2)]
     added = [b[j] for _, _, j1, j2 in lm.hunks for j in range(j1, j2)]
-    bound_removed = _bound(removed)
     bound_added = _bound(added)
-    unbound = bound_removed - bound_added
+    unbound = _bound([a[i] for i in removed]) - bound_added
+    rebound = _bound([a[i] for i in removed if i not in broken]) & bound_added
     revealing = _dependents(bound_added - _bound(a), a)
-    original_parses = not syntax_errors(before)
-    rebound = bound_removed & bound_added if original_parses else set()
     out = []
     for d in after_diags:
         if d.severity != 1:
@@ -222,23 +226,70 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
             replaced = range(hunk[0], hunk[1]) if hunk else range(0)
             if any(old_at.get(k, Counter())[key] for k in replaced):
                 continue
-            if d.code in NAME_RULES:
-                if not (d.code in _ENVIRONMENT_RULES and _same_import(d.message, [a[k] for k in replaced])):
-                    out.append(d)
+            if d.code in _ENVIRONMENT_RULES and _same_import(d.message, [a[k] for k in replaced]):
                 continue
+            unmasked = any(k in masked for k in replaced) or (hunk is not None and hunk[0] in masked)
             unresolved_target = (target is not None and target.code in NAME_RULES
                                  and target.start_line in replaced)
-            if original_parses and not unresolved_target:
-                out.append(d)
+            if (unmasked or unresolved_target) and not _writes(_span(d, b), [a[k] for k in replaced]):
+                continue
+            out.append(d)
             continue
-        if old_at.get(i, Counter())[key] or new_total[key] <= old_total[key]:
+        if old_at.get(i, Counter())[key]:
             continue
         names = used_names(b[d.start_line])
-        breaks_a_user = bool(names & (unbound | rebound))
-        masked_or_revealed = not original_parses or bool(names & revealing)
-        if breaks_a_user or not masked_or_revealed:
+        if names & unbound or (names & rebound and i not in masked):
+            out.append(d)
+            continue
+        if new_total[key] <= old_total[key]:
+            continue
+        ruff_masked = d.code.startswith("ruff[") and bool(old_syntax)
+        if not (ruff_masked or i in masked or names & revealing):
             out.append(d)
     return out
+
+
+def _removed_syntax_lines(old: tuple[SyntaxIssue, ...], new: tuple[SyntaxIssue, ...], lm: LineMap) -> list[int]:
+    """Original lines of the syntax errors the diff removed (not at their mapped line any more)."""
+    still = Counter((e.line, normalize_message(e.message)) for e in new)
+    out = []
+    for e in old:
+        j = lm.new_of_old.get(e.line)
+        key = (j, normalize_message(e.message))
+        if j is not None and still[key] > 0:
+            still[key] -= 1
+        else:
+            out.append(e.line)
+    return out
+
+
+def _blocks(lines: list[str], at: list[int]) -> set[int]:
+    """The lines of the top-level blocks (statement, def or class at column 0, with its body) holding `at`."""
+    if not at:
+        return set()
+    starts = [k for k, line in enumerate(lines) if line[:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+    out: set[int] = set()
+    for line in at:
+        first = max((k for k in starts if k <= line), default=0)
+        last = min((k for k in starts if k > line), default=len(lines))
+        out.update(range(first, last))
+    return out
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _span(d: Diagnostic, lines: list[str]) -> str:
+    """The text a diagnostic flags on its first line (the whole line when its range is empty there)."""
+    line = lines[d.start_line] if d.start_line < len(lines) else ""
+    end = d.end_character if d.end_line == d.start_line else len(line)
+    return line[d.start_character:end] or line
+
+
+def _writes(span: str, replaced: list[str]) -> bool:
+    """Whether the flagged text has a token the replaced lines did not have: the diff wrote it."""
+    have = Counter(_TOKEN.findall("\n".join(replaced)))
+    return any(n > have[t] for t, n in Counter(_TOKEN.findall(span)).items())
 
 
 def _bound(lines: list[str]) -> set[str]:
@@ -247,15 +298,20 @@ def _bound(lines: list[str]) -> set[str]:
 
 def _dependents(names: set[str], lines: list[str]) -> set[str]:
     """`names` and every name the lines bind from them, transitively (`class C(codecs.Codec)` -> C)."""
-    out = set(names)
-    pending = [(used_names(line), bound_names(line)) for line in lines]
-    changed = bool(out)
-    while changed:
-        changed = False
-        for uses, binds in pending:
-            if uses & out and not binds <= out:
-                out |= binds
-                changed = True
+    users: dict[str, list[int]] = {}
+    binds = []
+    for k, line in enumerate(lines):
+        binds.append(bound_names(line))
+        for n in used_names(line):
+            users.setdefault(n, []).append(k)
+    out, todo, seen = set(names), list(names), set()
+    while todo:
+        for k in users.get(todo.pop(), ()):
+            if k not in seen:
+                seen.add(k)
+                fresh = binds[k] - out
+                out |= fresh
+                todo.extend(fresh)
     return out
 
 

@@ -85,12 +85,34 @@ def numbered(code: str) -> str:
     return "\n".join(numbered_line(n, line) for n, line in enumerate(split_lines(code), 1))
 
 
+def opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes for two lists of lines, the common first and last lines matched first.
+
+    Edits are local, and difflib's matcher is slow on long files with many
+    repeated lines (blank ones): only the middle that differs goes through it.
+    autojunk is off: it would treat frequent lines as junk in long files.
+    """
+    head = 0
+    limit = min(len(a), len(b))
+    while head < limit and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    out = [("equal", 0, head, 0, head)] if head else []
+    middle = SequenceMatcher(None, a[head:len(a) - tail], b[head:len(b) - tail], autojunk=False).get_opcodes()
+    out += [(tag, i1 + head, i2 + head, j1 + head, j2 + head) for tag, i1, i2, j1, j2 in middle
+            if i2 > i1 or j2 > j1]
+    if tail:
+        out.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    return out
+
+
 def line_diff(old: str, new: str) -> LineDiff:
     """The line diff that turns old into new (difflib's opcodes: minimal-ish and deterministic)."""
     a, b = split_lines(old), split_lines(new)
     ops: list[LineOp] = []
-    # autojunk off: it would treat frequent lines (blank ones) as junk in long files
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(a, b):
         if tag in ("delete", "replace"):
             ops.extend(LineOp("-", i + 1, a[i]) for i in range(i1, i2))
         if tag in ("insert", "replace"):

@@ -16,12 +16,11 @@ each error gets the diff of its own fix.
 from __future__ import annotations
 
 import re
-from difflib import SequenceMatcher
 
 from lsp_runner.syntax import python_parses, syntax_errors
 
 from .attribution import NAME_RULES, bound_names, new_syntax_errors, quoted_names
-from .linediff import render, split_lines
+from .linediff import opcodes, render, split_lines
 
 PAUSE_US = 2_000_000  # a gap this long between two packets ends a burst of typing
 WINDOW = 5            # lines on each side of the error line that a user fix may touch
@@ -72,7 +71,7 @@ def line_opcodes(a: list[str], b: list[str]):
     Two fixes on neighbouring lines are then two changes, so each error's
     candidate can take only its own.
     """
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(a, b):
         if tag == "replace" and i2 - i1 == j2 - j1 > 1:
             for k in range(i2 - i1):
                 yield "replace", i1 + k, i1 + k + 1, j1 + k, j1 + k + 1
@@ -147,9 +146,9 @@ def unresolved_names(code: str, message: str) -> frozenset[str]:
     return frozenset(n for n in quoted_names(message) if n.isidentifier())
 
 
-def is_syntax_target(code: str, content: str, line: int) -> bool:
-    """Whether the diagnostic is a syntax error: a parser's code, or ruff's parser complains on its line."""
-    return code in SYNTAX_CODES or any(e.line == line for e in syntax_errors(content))
+def is_syntax_target(code: str) -> bool:
+    """Whether the diagnostic is a parser's (a syntax error), not a rule's."""
+    return code in SYNTAX_CODES
 
 
 def user_diff(old: str, later: str, error_line: int, window: int = WINDOW) -> str | None:

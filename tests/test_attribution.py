@@ -143,3 +143,43 @@ def test_syntax_errors_of_odd_text():
     assert syntax_errors('x = "\udc80"\ny = (\n')[0].line == 2  # a lone surrogate does not stop ruff
     assert syntax_errors("x = 1\x00\n")  # NUL: CPython refuses it, ruff says where
     assert syntax_errors("\ufeffx = (\n")[0].line == 1
+
+
+def test_an_error_that_moved_does_not_hide_one_the_diff_caused(pool):
+    # the target's removal must not pay for a new copy of its error on a line that uses what the diff rebound
+    code = 'y = 1\nz = 2\nprint("a" + 1)\n\nprint(y + 2)\n'
+    fixed = 'y = "a"\nz = 2\nprint("a" + "1")\n\nprint(y + 2)\n'
+    v = _verify(pool, code, fixed, "pyright[reportOperatorIssue]", 2, "")
+    assert v.failed.step == "no_new_errors" and "(line 5)" in v.failed.reason, v.as_list()
+
+
+def test_a_syntax_error_elsewhere_masks_nothing_here(pool):
+    code = "import os\nx = 1\nprint(x + 1)\nprint(os.pth)\n\n\ndef g(y)\n    return y\n"
+    fixed = code.replace("x = 1", 'x = "a"').replace("os.pth", "os.path")
+    v = _verify(pool, code, fixed, "pyright[reportAttributeAccessIssue]", 3, "pth")
+    assert v.failed.step == "no_new_errors" and "(line 3)" in v.failed.reason, v.as_list()
+
+
+@pytest.mark.parametrize("code, fixed, target_code, line, part", [
+    ("def f(x)\n    return x\n", 'def f(x: int = "s"):\n    return x\n', "ruff[E999]", 0, ""),
+    ("import os\nprint(os.pth)\n", "import os\nprint(os.path + 1)\n", "pyright[reportAttributeAccessIssue]", 1, "pth"),
+    ("print(mth.sqrt(4))\n", "import math\nprint(math.sqrt(4, 5))\n", "pyright[reportUndefinedVariable]", 0, "mth"),
+])
+def test_code_the_fix_wrote_is_checked_even_where_checks_were_hidden(pool, code, fixed, target_code, line, part):
+    v = _verify(pool, code, fixed, target_code, line, part)
+    assert v.failed is not None and v.failed.step == "no_new_errors", v.as_list()
+
+
+def test_a_fixed_misspelling_lets_pyright_check_the_argument(pool):
+    code = "import zlib\nc = zlib.compressobj()\nc.copress('text')\n"
+    fixed = "import zlib\nc = zlib.compressobj()\nc.compress('text')\n"  # str where bytes go: there all along
+    v = _verify(pool, code, fixed, "pyright[reportAttributeAccessIssue]", 2, "copress")
+    assert v.accepted, v.as_list()
+
+
+def test_syntax_errors_of_text_nested_past_every_parser():
+    deep = "x = " + "-" * 10_000 + "1\n"  # CPython's parser gives up, ruff overflows its stack
+    (issue,) = syntax_errors(deep)
+    assert issue.line == 0 and issue.message.startswith(("RecursionError", "MemoryError")), issue
+    v = verify_static("x = 1\n", "<diff>\n-1 x = 1\n+1 " + deep.strip() + "\n</diff>")
+    assert (v.failed.step, v.failed.reason.split(":")[0]) == ("parses", "SyntaxError")

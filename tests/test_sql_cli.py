@@ -160,3 +160,19 @@ def test_sql_errors_are_duckdbs_message(sql, query, message):
 
 def test_an_unknown_table_says_how_to_list_tables(sql):
     assert '(list the tables with otlake sql "SHOW TABLES")' in sql("SELECT * FROM nope", ok=False).output
+
+
+def test_a_query_that_is_not_utf8_is_a_clean_error(sql):
+    result = sql("SELECT '\udcff' AS x", ok=False)  # what click makes of a byte 0xff in argv
+    assert result.exit_code == 1 and "the query is not UTF-8 text" in result.output
+    result = sql("-", input=b"SELECT '\xff' AS x", ok=False)
+    assert result.exit_code == 1 and "not UTF-8" in result.output
+
+
+def test_json_keeps_every_digit_beside_a_nan_and_names_repeated_columns_apart(sql):
+    text = sql("SELECT {'d': 12345678901234568.5::DECIMAL(38, 20), 'n': 'nan'::DOUBLE} AS v, "
+               "{'s': 'NaN in a string', 'f': 'inf'::DOUBLE} AS w, 1 AS a, 2 AS a", "--format", "json").output
+    (row,) = json.loads(text, parse_float=Decimal)
+    assert row["v"] == {"d": Decimal("12345678901234568.50000000000000000000"), "n": "NaN"}
+    assert row["w"] == {"s": "NaN in a string", "f": "Infinity"}
+    assert (row["a"], row["a_1"]) == (1, 2)

@@ -22,6 +22,10 @@ def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[str, duckdb.Duc
     gives none. Statements before the last run to completion and their rows are dropped.
     """
     try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate: stdin or an argument that was not UTF-8
+        raise SqlError(f"the query is not UTF-8 text (at character {e.start}): save it as UTF-8") from None
+    try:
         statements = con.extract_statements(query)
     except duckdb.Error as e:
         raise SqlError(explain(e)) from None
