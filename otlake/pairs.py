@@ -27,6 +27,7 @@ from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
 from synth.still_typing import burst_versions, still_typing
+from synth.usermine import PAUSE_US
 from warehouse.history import ReplHistory
 from warehouse.runs import finish_run, start_run
 from warehouse.store import Warehouse
@@ -54,7 +55,7 @@ class PairsOptions:
 
 @dataclass
 class PairsReport:
-    """Reconciliation: diagnostics in = pairs + filtered + not reproduced + quarantined."""
+    """Reconciliation: diagnostics in = pairs + filtered + not reproduced + quarantined + waiting."""
 
     run_id: str
     diagnostics_in: int = 0
@@ -62,6 +63,7 @@ class PairsReport:
     pairs: int = 0             # diagnostics that became a pair
     pairs_written: int = 0     # new rows in `pairs` (identical diagnostics share one)
     not_reproduced: int = 0
+    waiting: int = 0           # still_typing cannot be told yet (the next burst may not be ingested): next run
     filtered: Counter = field(default_factory=Counter)
     quarantined: Counter = field(default_factory=Counter)
     snapshots: int = 0
@@ -73,7 +75,7 @@ class PairsReport:
 
     def balanced(self) -> bool:
         return self.diagnostics_in == (self.pairs + sum(self.filtered.values()) + self.not_reproduced
-                                       + sum(self.quarantined.values()))
+                                       + sum(self.quarantined.values()) + self.waiting)
 
     def rates(self) -> list[tuple[str, int, int, float]]:
         """(rule, checked, reproduced, rate) for each rule that reached the language servers."""
@@ -83,7 +85,7 @@ class PairsReport:
     def as_dict(self) -> dict:
         return {
             "diagnostics_in": self.diagnostics_in, "already_decided": self.already_decided, "pairs": self.pairs,
-            "pairs_written": self.pairs_written, "not_reproduced": self.not_reproduced,
+            "pairs_written": self.pairs_written, "not_reproduced": self.not_reproduced, "waiting": self.waiting,
             "filtered": dict(sorted(self.filtered.items())), "quarantined": dict(sorted(self.quarantined.items())),
             "snapshots": self.snapshots, "balanced": self.balanced(),
             "reproduction_by_rule": {code: {"checked": n, "reproduced": k, "rate": round(r, 4)}
@@ -95,7 +97,9 @@ class PairsReport:
         quarantined = ", ".join(f"{k} {v}" for k, v in sorted(self.quarantined.items())) or "none"
         return (f"diagnostics in {self.diagnostics_in} = pairs {self.pairs} + filtered "
                 f"{sum(self.filtered.values())} ({filtered}) + not reproduced {self.not_reproduced} "
-                f"+ quarantined {sum(self.quarantined.values())} ({quarantined})")
+                f"+ quarantined {sum(self.quarantined.values())} ({quarantined})"
+                + (f" + waiting for the next burst of typing {self.waiting} (decided by the next run)"
+                   if self.waiting else ""))
 
 
 @dataclass
@@ -142,20 +146,24 @@ def build_pairs(wh: Warehouse, options: PairsOptions = PairsOptions(),
         by_repl: dict[str, list[_Logged]] = defaultdict(list)
         for item in checked:
             by_repl[item.repl_id].append(item)
+        last_us = dict(con.execute(
+            "SELECT repl_id, max(epoch_us(ts)) FROM events WHERE repl_id IN (SELECT unnest(?::VARCHAR[])) "
+            "GROUP BY repl_id", [sorted(by_repl)]).fetchall())
         batch: list[tuple] = []
         with LspPool(size=options.workers, config=options.config, timeout_s=options.timeout_s) as pool:
             for repl_id in sorted(by_repl):
                 clock = time.perf_counter()
                 history = ReplHistory(con, repl_id)
-                typing = _still_typing(history, by_repl[repl_id])
+                typing, waiting = _still_typing(history, by_repl[repl_id], last_us[repl_id])
                 _write(con, [(item, _Decision(FILTERED, "still_typing")) for item in by_repl[repl_id]
                              if item.seq in typing], report)
-                if progress and typing:
-                    progress(len(typing))
+                report.waiting += len(waiting)  # no decision stored: the next run decides them
+                if progress and (typing or waiting):
+                    progress(len(typing) + len(waiting))
                 # diagnostics logged with no edit between them saw the same files: one snapshot
                 groups: dict[int, list[_Logged]] = defaultdict(list)
                 for item in by_repl[repl_id]:
-                    if item.seq not in typing:
+                    if item.seq not in typing and item.seq not in waiting:
                         groups[history.steps_before(item.seq)].append(item)
                 states = history.states_after(list(groups))
                 report.step_seconds["replay"] += time.perf_counter() - clock
@@ -221,14 +229,21 @@ def _filter_reason(item: _Logged, options: PairsOptions) -> str | None:
     return None
 
 
-def _still_typing(history: ReplHistory, items: list[_Logged]) -> set[int]:
-    """The seqs of the diagnostics on a line the user was still typing (synth.still_typing)."""
+LIVE_US = 86_400_000_000  # a session whose last event is younger than this (wall clock) may still go on
+
+
+def _still_typing(history: ReplHistory, items: list[_Logged], last_us: int) -> tuple[set[int], set[int]]:
+    """The seqs of the diagnostics on a line the user was still typing (synth.still_typing), and of
+    those it cannot tell yet: no packet of the file follows, the repl's stream (last event at
+    `last_us`) ends less than a pause after it, and the session may still be live (its last event is
+    less than a day old), so the next burst may still arrive."""
+    live = time.time() * 1e6 - last_us < LIVE_US
     by_lineage: dict[int, list[tuple[_Logged, int]]] = defaultdict(list)
     for item in items:
         lineage = history.lineage_before(item.diag.path, item.seq)
         if lineage is not None and lineage[1] > 0:
             by_lineage[lineage[0]].append((item, lineage[1]))
-    out = set()
+    out, waiting = set(), set()
     for file_id, entries in by_lineage.items():
         versions = history.versions(file_id)
         index = {v: k for k, (v, _) in enumerate(versions)}
@@ -241,10 +256,12 @@ def _still_typing(history: ReplHistory, items: list[_Logged]) -> set[int]:
             needed |= {v for v in plan[1:] if v is not None}
         texts = history.contents(file_id, sorted(needed))
         for item, first, version, after in plans:
-            if still_typing(item.diag.start_line, texts[first], texts[version],
-                            texts[after] if after is not None else None):
+            if after is None and live and last_us - item.us < PAUSE_US:
+                waiting.add(item.seq)
+            elif still_typing(item.diag.start_line, texts[first], texts[version],
+                              texts[after] if after is not None else None):
                 out.add(item.seq)
-    return out
+    return out, waiting
 
 
 def _prefilter(con, todo: list[_Logged], options: PairsOptions, report: PairsReport, progress) -> list[_Logged]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from otlake.pairs import PairsOptions, build_pairs
 from synth.still_typing import burst_versions, still_typing
 from warehouse.ingest import ingest_events
+from warehouse.store import Warehouse
 
-from .conftest import Log
+from .conftest import BASE, Log
 
 
 def test_bursts_are_cut_at_pauses():
@@ -58,3 +61,47 @@ def test_the_pairs_stage_counts_still_typing_apart(wh):
     assert dict(report.filtered) == {"still_typing": 1} and report.pairs == 1, report.summary()
     reasons = wh.con.execute("SELECT seq, reason FROM pair_checks ORDER BY seq").fetchall()
     assert [r for _, r in reasons] == ["still_typing", None]
+
+
+def _half_typed_session() -> tuple[list[dict], list[dict]]:
+    log = Log("inc")
+    log.clock = (datetime.now(UTC) - BASE).total_seconds() - 60  # a live session: it ran a minute ago
+    log.edit("main.py", [{"insert": "x = 1\n"}])
+    log.clock += 10
+    log.edit("main.py", [{"skip": 6}, {"insert": "pr"}])
+    _undefined(log, 1, "pr")
+    first = list(log.events)  # the stream as ingested so far ends on the diagnostic
+    log.clock += 10
+    log.edit("main.py", [{"skip": 8}, {"insert": "int(x)\n"}])
+    log.clock += 10
+    log.add("run", command="python main.py", exit_code=0, output_tail="1\n")
+    return first, log.events[len(first):]
+
+
+def test_still_typing_waits_for_the_next_burst_of_a_live_session(tmp_path):
+    # so ingesting a live session in two parts decides what ingesting it whole decides
+    first, rest = _half_typed_session()
+    with Warehouse(tmp_path / "a") as wh:
+        ingest_events(wh, first)
+        early = build_pairs(wh, PairsOptions())
+        assert early.balanced() and (early.waiting, early.pairs) == (1, 0), early.summary()
+        assert wh.con.execute("SELECT count(*) FROM pair_checks").fetchall() == [(0,)]  # nothing stored for it
+        ingest_events(wh, rest)
+        late = build_pairs(wh, PairsOptions())
+        assert (late.waiting, dict(late.filtered)) == (0, {"still_typing": 1})
+        incremental = wh.con.execute("SELECT seq, outcome, reason FROM pair_checks").fetchall()
+    with Warehouse(tmp_path / "b") as wh:
+        ingest_events(wh, first + rest)
+        build_pairs(wh, PairsOptions())
+        assert wh.con.execute("SELECT seq, outcome, reason FROM pair_checks").fetchall() == incremental
+
+
+def test_a_session_that_ended_long_ago_does_not_wait(wh):
+    log = Log("old")  # 2024: over
+    log.edit("main.py", [{"insert": "x = 1\n"}])
+    log.clock += 10
+    log.edit("main.py", [{"skip": 6}, {"insert": "pr"}])
+    _undefined(log, 1, "pr")
+    ingest_events(wh, log.events)
+    report = build_pairs(wh, PairsOptions())
+    assert (report.waiting, report.pairs) == (0, 1), report.summary()
