@@ -17,9 +17,10 @@ add one: every syntax error of the fixed file must be one of the original's
 
 Introduced errors. Two effects make errors appear that were there all
 along. Masking: while a file has a syntax error, ruff reports nothing but
-syntax errors, and pyright's checks of the code around it (its top-level
-block: the `def`, `class` or statement it sits in) are unreliable; once the
-diff removes that syntax error, their errors appear. And a diff that defines
+syntax errors, and pyright's checks from there on are unreliable (from the
+top-level block it sits in, the `def`, `class` or statement, to the end of
+the file: an unclosed bracket or string swallows everything after it); once
+the diff removes that syntax error, their errors appear. And a diff that defines
 a missing name lets pyright check the code that uses it. Neither is an error
 the diff brought in. An error-severity diagnostic of the fixed file is
 introduced when:
@@ -37,12 +38,12 @@ introduced when:
    a. the line uses a name the diff unbinds (bound on a removed line, bound
       on no added line: a rename or a deleted definition breaks its users),
       or one it rebinds (a changed `def` breaks its callers; not a binding
-      on a line that was itself a syntax error, nor a user inside the block
-      of a removed syntax error); or
+      on a line that was itself a syntax error or in the block of one the
+      diff removed); or
    b. its rule and message are more frequent than in the original without
       the target (an error that only moved is not new), and it is not
-      masked (a ruff rule while the original had a syntax error; a line in
-      the block of a syntax error the diff removed) nor revealed (the line
+      masked (a ruff rule while the original had a syntax error; a line
+      from the block of a syntax error the diff removed on) nor revealed (the line
       uses a name the diff newly binds, or a name bound from one:
       `class C(codecs.Codec)` once `codecs` is imported).
 The name rules read names off the lines' text (def, class, import,
@@ -208,12 +209,15 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
     new_total = Counter(_key(d) for d in after_diags if d.severity == 1)
     old_syntax = syntax_errors(before)
     broken = {e.line for e in old_syntax}
-    masked = _blocks(a, _removed_syntax_lines(old_syntax, syntax_errors(after), lm))
+    fixed_blocks = _blocks(a, _removed_syntax_lines(old_syntax, syntax_errors(after), lm))
+    # an unclosed bracket or string hides everything after it: from the first such block to the end
+    masked = set(range(min(fixed_blocks), len(a))) if fixed_blocks else set()
     removed = [i for i1, i2, _, _ in lm.hunks for i in range(i1, i2)]
     added = [b[j] for _, _, j1, j2 in lm.hunks for j in range(j1, j2)]
     bound_added = _bound(added)
     unbound = _bound([a[i] for i in removed]) - bound_added
-    rebound = _bound([a[i] for i in removed if i not in broken]) & bound_added
+    # a binding rewritten where the diff removed a syntax error was no binding pyright could trust
+    rebound = _bound([a[i] for i in removed if i not in broken and i not in fixed_blocks]) & bound_added
     revealing = _dependents(bound_added - _bound(a), a)
     out = []
     for d in after_diags:
@@ -238,7 +242,7 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
         if old_at.get(i, Counter())[key]:
             continue
         names = used_names(b[d.start_line])
-        if names & unbound or (names & rebound and i not in masked):
+        if names & (unbound | rebound):
             out.append(d)
             continue
         if new_total[key] <= old_total[key]:

@@ -183,3 +183,10 @@ def test_syntax_errors_of_text_nested_past_every_parser():
     assert issue.line == 0 and issue.message.startswith(("RecursionError", "MemoryError")), issue
     v = verify_static("x = 1\n", "<diff>\n-1 x = 1\n+1 " + deep.strip() + "\n</diff>")
     assert (v.failed.step, v.failed.reason.split(":")[0]) == ("parses", "SyntaxError")
+
+
+def test_an_unclosed_bracket_hides_the_checks_of_everything_after_it(pool):
+    code = 'import math\n\n\ndef f():\n    x = math.floor(1.5,\n    return x\n\n\ndef g() -> int:\n    return "a"\n'
+    fixed = code.replace("math.floor(1.5,", "math.floor(1.5)")  # g's wrong return type was there all along
+    v = _verify(pool, code, fixed, "ruff[E999]", 4, "Expected `)`")
+    assert v.accepted, v.as_list()
