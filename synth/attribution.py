@@ -96,8 +96,23 @@ class LineMap:
         for i1, i2, j1, j2 in self.hunks:
             if i1 <= i < i2:
                 return range(j1, j2) if j2 > j1 else range(j1, j1 + 1)  # deleted: what now stands there
-        j = self.new_of_old.get(i)
+        j = self.new_line(i)
         return range(j, j + 1) if j is not None else range(0)
+
+    def new_line(self, i: int) -> int | None:
+        """The new line that original line i is; None if the diff rewrote it. Past the end (a
+        diagnostic at the end of the file) counts from the last line when that one is unchanged."""
+        j = self.new_of_old.get(i)
+        if j is None and self.old_of_new and self.old_of_new[-1] is not None and i > self.old_of_new[-1]:
+            j = len(self.old_of_new) - 1 + (i - self.old_of_new[-1])
+        return j
+
+    def old_line(self, j: int) -> int | None:
+        """The original line that new line j is; None if the diff wrote it (past the end: as new_line)."""
+        if j < len(self.old_of_new):
+            return self.old_of_new[j]
+        last = self.old_of_new[-1] if self.old_of_new else None
+        return None if last is None else last + (j - len(self.old_of_new) + 1)
 
     @property
     def new_of_old(self) -> dict[int, int]:
@@ -138,9 +153,7 @@ def new_syntax_errors(before: str, after: str, lm: LineMap | None = None) -> lis
     old = Counter((e.line, normalize_message(e.message)) for e in syntax_errors(before))
     out = []
     for e in found:
-        i = lm.old_of_new[e.line] if e.line < len(lm.old_of_new) else None
-        if e.line >= len(lm.old_of_new) and lm.old_of_new and lm.old_of_new[-1] is not None:
-            i = lm.old_of_new[-1] + (e.line - len(lm.old_of_new) + 1)  # past the last line: end of file
+        i = lm.old_line(e.line)
         key = (i, normalize_message(e.message))
         if i is not None and old[key] > 0:
             old[key] -= 1
@@ -224,8 +237,8 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
         if d.severity != 1:
             continue
         key = _key(d)
-        i = lm.old_of_new[d.start_line] if d.start_line < len(lm.old_of_new) else None
-        if i is None:  # a changed line (or past the end): whatever the hunk replaced must have had it
+        i = lm.old_line(d.start_line)
+        if i is None:  # a changed line: whatever the hunk replaced must have had it
             hunk = lm.hunk_of_new(d.start_line)
             replaced = range(hunk[0], hunk[1]) if hunk else range(0)
             if any(old_at.get(k, Counter())[key] for k in replaced):
@@ -241,7 +254,7 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
             continue
         if old_at.get(i, Counter())[key]:
             continue
-        names = used_names(b[d.start_line])
+        names = used_names(b[d.start_line] if d.start_line < len(b) else "")
         if names & (unbound | rebound):
             out.append(d)
             continue
@@ -258,7 +271,7 @@ def _removed_syntax_lines(old: tuple[SyntaxIssue, ...], new: tuple[SyntaxIssue, 
     still = Counter((e.line, normalize_message(e.message)) for e in new)
     out = []
     for e in old:
-        j = lm.new_of_old.get(e.line)
+        j = lm.new_line(e.line)
         key = (j, normalize_message(e.message))
         if j is not None and still[key] > 0:
             still[key] -= 1
