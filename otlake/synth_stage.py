@@ -21,10 +21,12 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
+from lsp_runner.syntax import prefetch_syntax_errors
 from synth.attribution import line_map, target_still_reported
 from synth.linediff import render
 from synth.usermine import (
     adds_no_syntax_error,
+    candidate_prefixes,
     is_syntax_target,
     pause_points,
     unresolved_names,
@@ -236,7 +238,7 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
     by_repl: dict[str, list[_Pair]] = defaultdict(list)
     for p in batch:
         by_repl[p.repl_id].append(p)
-    others, queues = {}, {}
+    others, queues, found = {}, {}, []
     for repl_id, pairs in by_repl.items():
         history = ReplHistory(wh.con, repl_id)
         steps = {p.pair_id: history.steps_before(p.seq) for p in pairs}
@@ -244,26 +246,34 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
         for p in pairs:
             files = states[steps[p.pair_id]]
             others[p.pair_id] = {k: v for k, v in files.items() if v is not None and k != p.path}
-            queue: list[tuple[int, int, str]] = []
+            queues[p.pair_id] = []
             lineage = history.lineage_before(p.path, p.seq)
-            if lineage is not None:
-                file_id, version = lineage
-                later = [(v, t) for v, t in history.versions(file_id) if v > version]
-                picks = [later[i] for i in pause_points([t for _, t in later])]
-                texts = history.contents(file_id, [v for v, _ in picks])
-                seen = {p.content}
-                syntax = is_syntax_target(p.target.code)
-                names = unresolved_names(p.target.code, p.target.message)
-                for v, t in picks:
-                    for candidate in windowed_candidates(p.content, texts[v], p.target.start_line,
-                                                         syntax_target=syntax, names=names):
-                        if candidate in seen:
-                            continue
-                        seen.add(candidate)
-                        # one that adds a syntax error could never be accepted; other errors may stay
-                        if adds_no_syntax_error(p.content, candidate):
-                            queue.append((v, t, candidate))
-            queues[p.pair_id] = queue
+            if lineage is None:
+                continue
+            file_id, version = lineage
+            later = [(v, t) for v, t in history.versions(file_id) if v > version]
+            picks = [later[i] for i in pause_points([t for _, t in later])]
+            texts = history.contents(file_id, [v for v, _ in picks])
+            found.append((p, [(v, t, texts[v]) for v, t in picks]))
+    # every text the candidates are made of and judged by, through one ruff process (then cached)
+    prefetch_syntax_errors([p.content for p, _ in found])
+    plans = [(p, is_syntax_target(p.target.code), unresolved_names(p.target.code, p.target.message), states)
+             for p, states in found]
+    prefetch_syntax_errors([c for p, syntax, names, states in plans for _, _, text in states
+                            for c in candidate_prefixes(p.content, text, p.target.start_line,
+                                                        syntax_target=syntax, names=names)])
+    for p, syntax, names, states in plans:
+        seen = {p.content}
+        queue = queues[p.pair_id]
+        for v, t, text in states:
+            for candidate in windowed_candidates(p.content, text, p.target.start_line, syntax_target=syntax,
+                                                 names=names):
+                if candidate in seen:
+                    continue
+                seen.add(candidate)
+                # one that adds a syntax error could never be accepted; other errors may stay
+                if adds_no_syntax_error(p.content, candidate):
+                    queue.append((v, t, candidate))
     return others, queues
 
 

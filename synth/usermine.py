@@ -115,13 +115,10 @@ def windowed_candidates(old: str, later: str, error_line: int, window: int = WIN
     removes one), then the next such k (a fix of two lines), up to `most`;
     when no k does, the old file with all of them.
     """
-    a = split_lines(old)
-    old_errors = syntax_errors(old) if syntax_target else ()
-    roots = tuple(sorted({e.line for e in old_errors if e.line < error_line}))
-    hunks = _hunks(a, split_lines(later), error_line, window, names, roots)
+    a, hunks = _qualifying(old, later, error_line, window, syntax_target, names)
     if not hunks:
         return []
-    before = len(old_errors)
+    before = len(syntax_errors(old)) if syntax_target else 0
     out = []
     for k in range(1, len(hunks) + 1):
         candidate = _with(a, hunks[:k])
@@ -130,6 +127,20 @@ def windowed_candidates(old: str, later: str, error_line: int, window: int = WIN
             if len(out) == most:
                 break
     return out or [_with(a, hunks)]
+
+
+def _qualifying(old: str, later: str, error_line: int, window: int, syntax_target: bool,
+                names: frozenset[str]) -> tuple[list[str], list[tuple[int, int, list[str]]]]:
+    a = split_lines(old)
+    roots = tuple(sorted({e.line for e in syntax_errors(old) if e.line < error_line})) if syntax_target else ()
+    return a, _hunks(a, split_lines(later), error_line, window, names, roots)
+
+
+def candidate_prefixes(old: str, later: str, error_line: int, window: int = WINDOW, syntax_target: bool = False,
+                       names: frozenset[str] = frozenset(), most: int = 8) -> list[str]:
+    """The texts windowed_candidates will look at first (for lsp_runner.syntax.prefetch_syntax_errors)."""
+    a, hunks = _qualifying(old, later, error_line, window, syntax_target, names)
+    return [_with(a, hunks[:k]) for k in range(1, min(len(hunks), most) + 1)]
 
 
 def windowed_fix(old: str, later: str, error_line: int, window: int = WINDOW,

@@ -190,3 +190,14 @@ def test_an_unclosed_bracket_hides_the_checks_of_everything_after_it(pool):
     fixed = code.replace("math.floor(1.5,", "math.floor(1.5)")  # g's wrong return type was there all along
     v = _verify(pool, code, fixed, "ruff[E999]", 4, "Expected `)`")
     assert v.accepted, v.as_list()
+
+
+def test_prefetched_syntax_errors_are_what_one_at_a_time_gives():
+    from lsp_runner import syntax
+
+    texts = [f"def f{n}(x)\n    return x\n" + "y = (\n" * (n % 3) for n in range(7)] + ["z = 1\n", "s = '\udc80\n"]
+    one_by_one = [syntax._ruff_syntax_errors(t) if not syntax.python_parses(t) else () for t in texts]
+    syntax._CACHE.clear()
+    syntax.prefetch_syntax_errors(iter(texts), chunk=4)  # two ruff processes and a rest
+    assert all(syntax._digest(t) in syntax._CACHE for t in texts)
+    assert [syntax.syntax_errors(t) for t in texts] == one_by_one
