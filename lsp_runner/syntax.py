@@ -36,10 +36,15 @@ def python_parses(code: str) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)  # invalid escapes in user code are not errors
-            ast.parse(code)
+            ast.parse(_without_bom(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # NUL bytes; nesting past the parser's limits
         return False
     return True
+
+
+def _without_bom(code: str) -> str:
+    # a file's UTF-8 byte order mark is its encoding's, not code: Python and the servers read past it
+    return code.removeprefix("\ufeff")
 
 
 _CACHE: OrderedDict[bytes, tuple[SyntaxIssue, ...]] = OrderedDict()
@@ -152,7 +157,7 @@ def _python_error(code: str) -> tuple[SyntaxIssue, ...]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
-            ast.parse(code)
+            ast.parse(_without_bom(code))
     except SyntaxError as e:
         return (SyntaxIssue(max((e.lineno or 1) - 1, 0), max((e.offset or 1) - 1, 0), e.msg),)
     except (ValueError, RecursionError, MemoryError) as e:

@@ -14,7 +14,7 @@ from events.validate import parse_ops  # the op list is part of the event contra
 Op = int | str
 Ops = list[Op]
 
-__all__ = ["Op", "Ops", "apply", "compose", "normalize", "parse_ops", "to_contract", "transform"]
+__all__ = ["Op", "Ops", "apply", "compose", "cursor", "normalize", "parse_ops", "to_contract", "transform"]
 
 
 def to_contract(ops: Ops) -> list[dict]:
@@ -23,6 +23,21 @@ def to_contract(ops: Ops) -> list[dict]:
         {"insert": op} if isinstance(op, str) else ({"skip": op} if op > 0 else {"delete": -op})
         for op in ops
     ]
+
+
+def cursor(ops: Ops) -> int:
+    """Where an op list leaves the editing position in the new document: after its last insert, or
+    where its last delete was (0 for an op list that only skips)."""
+    pos = at = 0
+    for op in ops:
+        if isinstance(op, str):
+            pos += len(op)
+            at = pos
+        elif op > 0:
+            pos += op
+        else:
+            at = pos
+    return at
 
 
 def apply(text: str, ops: Ops) -> str:

@@ -26,6 +26,7 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
+from ot_replay.ops import cursor
 from synth.still_typing import burst_versions, still_typing
 from synth.usermine import PAUSE_US
 from warehouse.history import ReplHistory
@@ -258,8 +259,10 @@ def _still_typing(history: ReplHistory, items: list[_Logged], last_us: int) -> t
         for item, first, version, after in plans:
             if after is None and live and last_us - item.us < PAUSE_US:
                 waiting.add(item.seq)
-            elif still_typing(item.diag.start_line, texts[first], texts[version],
-                              texts[after] if after is not None else None):
+                continue
+            at = cursor(history.packet_ops(file_id, version))
+            if still_typing(item.diag.start_line, texts[first], texts[version],
+                            texts[after] if after is not None else None, texts[version].count("\n", 0, at)):
                 out.add(item.seq)
     return out, waiting
 

@@ -3,11 +3,12 @@
 `im` flagged as an undefined name, one keystroke burst before it became
 `import os`, is no repair example: nothing was wrong, the line was not
 finished. A diagnostic is `still_typing` when its line changed in the last
-burst of typing before the diagnostic and, in the next burst, grew into a
-longer line that starts with it (trailing spaces aside; a line of only
-indentation that then gets code counts too). A line typed earlier and
-extended later, after other work (a missing `:` added in a later fix), is
-not: the next burst is where typing on happens.
+burst of typing before the diagnostic, the last packet of that burst left
+the cursor on it, and, in the next burst, it grew into a longer line that
+starts with it (trailing spaces aside; a line of only indentation that then
+gets code counts too). A line typed earlier and extended later, after other
+work (a missing `:` added in a later fix), is not: the next burst is where
+typing on happens. Nor is a line of a paste the cursor did not end on.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ def _changed_new_lines(old: str, new: str) -> set[int]:
             for j in range(j1, j2)}
 
 
-def still_typing(line: int, burst_start: str, text: str, next_text: str | None) -> bool:
-    """Whether 0-based `line` of `text` was being typed: changed since `burst_start`, and extended in
-    `next_text` (the file at the end of the next burst)."""
+def still_typing(line: int, burst_start: str, text: str, next_text: str | None,
+                 cursor_line: int | None = None) -> bool:
+    """Whether 0-based `line` of `text` was being typed: changed since `burst_start`, the cursor left on
+    it (`cursor_line`, when known), and extended in `next_text` (the file at the end of the next burst)."""
     lines = split_lines(text)
     if next_text is None or line >= len(lines) or line not in _changed_new_lines(burst_start, text):
+        return False
+    if cursor_line is not None and cursor_line != line:
         return False
     typed = lines[line].rstrip()
     later = split_lines(next_text)

@@ -104,3 +104,44 @@ def test_each_error_gets_an_accepted_diff_of_its_own_fix(mined, repl):
             # exactly this line rewritten, nothing of the other fixes
             assert [(op.sign, op.number) for op in ops] == [("-", line + 1), ("+", line + 1)], diff
             assert bad in ops[0].text and good in ops[1].text
+
+
+def test_odd_files_go_through_pairs_and_synth(tmp_path):
+    """CRLF line ends, a BOM, tabs, no final newline, an empty file and a diagnostic past the end."""
+    log = Log("odd")
+    crlf = "import os\r\n\r\ndef f(x)\r\n\treturn x\r\n\r\nprint(os.pth)"  # two errors, tabs, no final newline
+    log.edit("a.py", [{"insert": crlf}])
+    log.edit("b.py", [{"insert": "\ufeffprint(zz)\n"}])
+    log.edit("c.py", [{"insert": ""}])
+    with LspPool(size=1) as pool:
+        (result,) = pool.check([Snapshot("now", dict(log.texts), ("a.py", "b.py"))])
+    logged = [d for path in ("a.py", "b.py") for d in result.diagnostics[path] if d.severity == 1]
+    for d in logged:
+        log.add("lsp_diagnostic", **d.to_event_fields())
+    log.add("lsp_diagnostic", path="c.py", range={"start": {"line": 5, "character": 0},
+                                                  "end": {"line": 5, "character": 1}},
+            severity=1, code="pyright[reportUndefinedVariable]", message='"q" is not defined', has_code_action=False)
+    log.clock += 10
+    _replace_in(log, "a.py", "def f(x)\r\n", "def f(x):\r\n")
+    log.clock += 10
+    _replace_in(log, "a.py", "os.pth", "os.path")
+    log.clock += 10
+    _replace_in(log, "b.py", "zz", "1")
+    log.clock += 10
+    with Warehouse(tmp_path / "wh") as wh:
+        ingest_events(wh, log.events)
+        pairs = build_pairs(wh, PairsOptions())
+        assert pairs.balanced() and pairs.not_reproduced == 1, pairs.summary()  # c.py's line 5 does not exist
+        report = run_synth(wh, SynthOptions())
+        rows = wh.con.execute("""SELECT p.path, p.code, d.accepted, d.diff FROM pairs p JOIN diffs d USING (pair_id)
+                                 ORDER BY p.path, p.start_line, p.code""").fetchall()
+    assert report.by_source["user"].pairs == len(logged) == len(rows)
+    assert all(accepted for _, _, accepted, _ in rows), rows
+    assert {(path, diff) for path, _, _, diff in rows} == {
+        ("a.py", "-3 def f(x)\r\n+3 def f(x):\r"), ("a.py", "-6 print(os.pth)\n+6 print(os.path)"),
+        ("b.py", "-1 \ufeffprint(zz)\n+1 \ufeffprint(1)")}
+
+
+def _replace_in(log: Log, path: str, bad: str, good: str) -> None:
+    at = log.texts[path].index(bad)
+    log.edit(path, [{"skip": at}, {"delete": len(bad)}, {"insert": good}])

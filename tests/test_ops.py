@@ -146,3 +146,10 @@ def monkeypatch_chunk():
     buffer_mod.CHUNK = 7
     yield
     buffer_mod.CHUNK = old
+
+
+def test_cursor_is_where_the_last_edit_left_it():
+    from ot_replay.ops import cursor
+
+    assert cursor([5, "ab"]) == 7 and cursor([3, -2, 4]) == 3 and cursor([2]) == 0
+    assert cursor(["x", 3, -1]) == 4 and cursor([]) == 0

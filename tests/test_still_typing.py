@@ -105,3 +105,16 @@ def test_a_session_that_ended_long_ago_does_not_wait(wh):
     ingest_events(wh, log.events)
     report = build_pairs(wh, PairsOptions())
     assert (report.waiting, report.pairs) == (0, 1), report.summary()
+
+
+def test_a_line_of_a_paste_the_cursor_did_not_end_on_was_not_being_typed(wh):
+    log = Log("paste")
+    log.edit("main.py", [{"insert": "def f(x)\n    return x\n\nprint(f(1))\n"}])  # pasted: the cursor at the end
+    log.add("lsp_diagnostic", path="main.py", range={"start": {"line": 0, "character": 8},
+                                                     "end": {"line": 1, "character": 0}},
+            severity=1, code="ruff[E999]", message="Expected `:`, found newline", has_code_action=False)
+    log.clock += 10
+    log.edit("main.py", [{"skip": 8}, {"insert": ":"}])  # the next burst: the missing colon, a fix
+    ingest_events(wh, log.events)
+    report = build_pairs(wh, PairsOptions())
+    assert dict(report.filtered) == {} and report.pairs == 1, report.summary()

@@ -111,6 +111,12 @@ class ReplHistory:
         """(version, effective µs) of every packet of the lineage, in order (none past a break)."""
         return [(v, us) for v, _, us, _ in self._by_file.get(file_id, [])]
 
+    def packet_ops(self, file_id: int, version: int) -> list:
+        """The compact op list of one packet of the lineage (empty if there is none)."""
+        packets = self._by_file.get(file_id, [])
+        n = bisect.bisect_left(packets, version, key=lambda p: p[0])  # versions increase along a lineage
+        return orjson.loads(packets[n][3]) if n < len(packets) and packets[n][0] == version else []
+
     def contents(self, file_id: int, versions: list[int]) -> dict[int, str]:
         """The lineage's text at each version, in one pass over its packets."""
         wanted = set(versions)

@@ -100,7 +100,7 @@ def python_reason(fixed: str, code: str | None = None) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarning for invalid escapes is not an error
-            tree = ast.parse(fixed)
+            tree = ast.parse(fixed.removeprefix("\ufeff"))  # a byte order mark is no code
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
         if _PY2_SYNTAX.search(fixed):
             return "python2"
