@@ -150,13 +150,17 @@ def new_syntax_errors(before: str, after: str, lm: LineMap | None = None) -> lis
     if not found:
         return []
     lm = lm or line_map(before, after)
-    old = Counter((e.line, normalize_message(e.message)) for e in syntax_errors(before))
+    return _unmatched(found, syntax_errors(before), lm.old_line)
+
+
+def _unmatched(errors, others, to_other_line) -> list[SyntaxIssue]:
+    """The errors with no error of the same message at their line mapped into the other file."""
+    left = Counter((e.line, normalize_message(e.message)) for e in others)
     out = []
-    for e in found:
-        i = lm.old_line(e.line)
-        key = (i, normalize_message(e.message))
-        if i is not None and old[key] > 0:
-            old[key] -= 1
+    for e in errors:
+        key = (to_other_line(e.line), normalize_message(e.message))
+        if key[0] is not None and left[key] > 0:
+            left[key] -= 1
         else:
             out.append(e)
     return out
@@ -268,16 +272,7 @@ def introduced_errors(before: str, before_diags: list[Diagnostic], after: str, a
 
 def _removed_syntax_lines(old: tuple[SyntaxIssue, ...], new: tuple[SyntaxIssue, ...], lm: LineMap) -> list[int]:
     """Original lines of the syntax errors the diff removed (not at their mapped line any more)."""
-    still = Counter((e.line, normalize_message(e.message)) for e in new)
-    out = []
-    for e in old:
-        j = lm.new_line(e.line)
-        key = (j, normalize_message(e.message))
-        if j is not None and still[key] > 0:
-            still[key] -= 1
-        else:
-            out.append(e.line)
-    return out
+    return [e.line for e in _unmatched(old, new, lm.new_line)]
 
 
 def _blocks(lines: list[str], at: list[int]) -> set[int]:
