@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from lsp_runner.syntax import python_parses, syntax_errors
+from lsp_runner.syntax import syntax_errors
 
 from .attribution import NAME_RULES, bound_names, new_syntax_errors, quoted_names
 from .linediff import opcodes, render, split_lines
@@ -85,11 +85,6 @@ def _with(a: list[str], hunks: list[tuple[int, int, list[str]]]) -> str:
         out += a[at:i1] + lines
         at = i2
     return "\n".join(out + a[at:])
-
-
-def parses(code: str) -> bool:
-    """Whether the code parses as Python (this interpreter's grammar)."""
-    return python_parses(code)
 
 
 def adds_no_syntax_error(old: str, candidate: str) -> bool:
