@@ -67,6 +67,7 @@ class Job:
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     enqueued: float = field(default_factory=time.perf_counter)
+    stream: bool = False  # send each token to the event loop as it comes (else the whole text at the end)
 
 
 _DONE = object()
@@ -139,8 +140,11 @@ class Engine:
                 job.loop.call_soon_threadsafe(job.out.put_nowait, _DONE)
 
     def _generate(self, llm, job: Job) -> None:
+        # A non-streamed answer goes to the event loop once, at the end: a wake-up of the loop per token
+        # takes CPU from llama.cpp's threads, which have every core (21 -> 25 tokens/s here, BENCHMARKS.md).
         started = time.perf_counter()
         first = None
+        parts, finish, generated = [], None, 0
         stream = llm.create_completion(prompt=job.prompt_tokens, stream=True, **job.params)
         try:
             for chunk in stream:
@@ -148,13 +152,20 @@ class Engine:
                     break
                 choice = chunk["choices"][0]
                 now = time.perf_counter()
+                generated += 1  # one chunk per sampled token
                 if first is None:
                     first = now
-                job.loop.call_soon_threadsafe(job.out.put_nowait, (choice.get("text") or "",
-                                                                   choice.get("finish_reason"), now))
+                if job.stream:
+                    job.loop.call_soon_threadsafe(job.out.put_nowait, (choice.get("text") or "",
+                                                                       choice.get("finish_reason"), now))
+                else:
+                    parts.append(choice.get("text") or "")
+                    finish = choice.get("finish_reason") or finish
         finally:
             stream.close()
-        job.loop.call_soon_threadsafe(job.out.put_nowait, ("", "__timings__", (started, first)))
+        if not job.stream and first is not None:
+            job.loop.call_soon_threadsafe(job.out.put_nowait, ("".join(parts), finish, time.perf_counter()))
+        job.loop.call_soon_threadsafe(job.out.put_nowait, ("", "__timings__", (started, first, time.perf_counter(), generated)))
 
 
 def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
@@ -207,7 +218,7 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
                 params[name] = body[name]
         if "seed" in params:
             params["seed"] = int(params["seed"])
-        job = Job(tokens, params, asyncio.get_running_loop())
+        job = Job(tokens, params, asyncio.get_running_loop(), stream=bool(body.get("stream")))
         try:
             engine.submit(job)
         except queue.Full:
@@ -216,9 +227,9 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.get("stream"):
             return StreamingResponse(_sse(job, rid, created, info["id"], request), media_type="text/event-stream")
-        return await _complete(job, rid, created, info["id"], request, len(tokens), engine)
+        return await _complete(job, rid, created, info["id"], request, len(tokens))
 
-    async def _complete(job, rid, created, model, request, n_prompt, engine):
+    async def _complete(job, rid, created, model, request, n_prompt):
         parts, finish, timings = [], None, None
         waiter = asyncio.ensure_future(_watch_disconnect(request, job))
         try:
@@ -236,7 +247,7 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
         if job.cancel.is_set():
             return error(499, "the client went away", "cancelled")
         text = "".join(parts)
-        n_out = len(engine.contexts[0].tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        n_out = timings[3] if timings else 0  # tokens sampled (a stop string's tokens included, as llama.cpp counts)
         return {"id": rid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": finish or "stop"}],
@@ -277,8 +288,7 @@ async def _watch_disconnect(request, job: Job) -> None:
 def _timings(job: Job, timings, n_prompt: int, n_out: int) -> dict:
     if not timings or timings[1] is None:
         return {"prompt_n": n_prompt, "predicted_n": n_out}
-    started, first = timings
-    end = time.perf_counter()
+    started, first, end, _ = timings
     return {"queue_ms": round((started - job.enqueued) * 1000, 1), "prompt_n": n_prompt,
             "prompt_ms": round((first - started) * 1000, 1), "predicted_n": n_out,
             "predicted_ms": round((end - first) * 1000, 1)}
