@@ -300,8 +300,10 @@ def _lm_settings(stack: contextlib.ExitStack, model: str | None, concurrency: in
 
         spec = model.partition(":")[2] or None
         endpoint = stack.enter_context(local_lm(spec, home=home, log=lambda m: click.echo(m, err=True)))
+        # no more in flight than the server generates at once (the rest would wait in its queue with their
+        # timeout running), and a timeout a small model on a CPU can meet: 1024 tokens at ~25 tokens/s
         return LmSettings.from_env(model=endpoint.dspy_model, api_base=endpoint.api_base,
-                                   concurrency=concurrency, cache_dir=cache)
+                                   concurrency=min(concurrency, endpoint.parallel), timeout_s=300.0, cache_dir=cache)
     api_base = next((os.environ[n] for n in ENV_API_BASE if os.environ.get(n)), None)
     if not model and api_base:
         from synth.local_lm.launcher import served_model

@@ -64,8 +64,11 @@ def list_models(home: str | None) -> None:
 @click.option("--queue", type=click.IntRange(1), default=16, show_default=True,
               help="Requests that may wait; more get HTTP 503 with Retry-After.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Threads per request slot.")
+@click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds running requests get to finish on SIGTERM or Ctrl-C; then they are cancelled.")
 @home_option
-def serve(model: str, port: int, parallel: int, ctx: int, queue: int, threads: int | None, home: str | None) -> None:
+def serve(model: str, port: int, parallel: int, ctx: int, queue: int, threads: int | None, grace: float,
+          home: str | None) -> None:
     """Serve the model on http://127.0.0.1:PORT/v1 (chat completions, /v1/models, /health) until Ctrl-C.
 
     A known model that is not fetched yet is fetched first.
@@ -76,6 +79,6 @@ def serve(model: str, port: int, parallel: int, ctx: int, queue: int, threads: i
     record = resolve(model, home, log=click.echo)
     try:
         server.start(record.path, name=record.name, host="127.0.0.1", port=port, parallel=parallel, n_ctx=ctx,
-                     max_queue=queue, grace_s=30.0, expect_sha256=record.sha256, threads=threads)
+                     max_queue=queue, grace_s=grace, expect_sha256=record.sha256, threads=threads)
     except server.StartupError as e:
         raise click.ClickException(str(e)) from None

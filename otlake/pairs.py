@@ -136,7 +136,8 @@ def build_pairs(wh: Warehouse, options: PairsOptions = PairsOptions(),
     con = wh.con
     params = {"repls": list(options.repls), "since_us": options.since_us, "workers": options.workers,
               "stylistic": list(options.stylistic), "pyright": options.config.pyrightconfig(),
-              "ruff": options.config.ruff_args(), "max_file_bytes": options.config.max_file_bytes}
+              "ruff": options.config.ruff_args(), "max_file_bytes": options.config.max_file_bytes,
+              "batch_snapshots": options.batch_snapshots, "timeout_s": options.timeout_s}
     run_id = start_run(con, "pairs", params)
     report = PairsReport(run_id)
     started = time.perf_counter()

@@ -120,7 +120,11 @@ def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int], No
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; use user, lm or both")
     params = {"sources": list(options.sources), "limit": options.limit, "judge": options.judge,
-              "model": getattr(options.lm, "model", None), "workers": options.workers}
+              "model": getattr(options.lm, "model", None), "workers": options.workers,
+              "fewshot": options.fewshot, "pairs": len(options.pair_ids) if options.pair_ids is not None else None,
+              "api_base": getattr(options.lm, "api_base", None),
+              "temperature": getattr(options.lm, "temperature", None),
+              "max_tokens": getattr(options.lm, "max_tokens", None)}
     run_id = start_run(con, "synth", params)
     report = SynthReport(run_id)
     started = time.perf_counter()
@@ -349,20 +353,24 @@ def _others(wh: Warehouse, batch: list[_Pair]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _fewshot(con, exclude: set[str], n: int) -> list:
-    """Verified user fixes to show the LM, deterministic: the accepted ones with the shortest diffs."""
+def _fewshot(con, exclude: set[str], n: int, rule: str | None = None) -> list:
+    """Verified user fixes to show the LM, deterministic: of the target's rule first, then any, shortest first.
+
+    Demos of the same rule show the kind of fix the error needs: with the
+    shortest fixes of any rule alone, a small model copies them (the 0.5B
+    model answered `+8 import sys` to most errors, BENCHMARKS.md).
+    """
     from synth.program import FewShotExample
     from synth.schema import Prompt, SchemaError
 
     rows = con.execute(
         """SELECT p.pair_id, p.path, p.content, p.code, p.message, p.start_line, d.diff
            FROM diffs d JOIN pairs p USING (pair_id)
-           WHERE d.source = 'user' AND d.accepted ORDER BY length(d.diff), p.pair_id LIMIT ?""",
-        [n + len(exclude)]).fetchall()
+           WHERE d.source = 'user' AND d.accepted AND p.pair_id NOT IN (SELECT unnest(?::VARCHAR[]))
+           ORDER BY p.code IS DISTINCT FROM ?, length(d.diff), p.pair_id LIMIT ?""",
+        [sorted(exclude), rule, n]).fetchall()
     out = []
     for pid, path, content, code, message, line, diff in rows:
-        if pid in exclude or len(out) >= n:
-            continue
         try:
             out.append(FewShotExample(pid, Prompt(path, content, code, message, line + 1), diff))
         except SchemaError:
@@ -388,8 +396,13 @@ def _lm_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], options: SynthOp
             stats.no_candidate["bad_prompt"] += 1
             rows.append(_row(p, "lm", settings.model, Verification(), "bad_prompt", reason=str(e)))
     clock = time.perf_counter()
-    examples = _fewshot(wh.con, set(by_id), options.fewshot) if options.fewshot else []
-    answers = synthesize(prompts, settings, fewshot=examples, k=options.fewshot)
+    by_rule: dict[str, list] = defaultdict(list)
+    for pid, prompt in prompts:
+        by_rule[prompt.rule].append((pid, prompt))
+    answers = []
+    for rule, group in by_rule.items():  # one program per rule: its demos are fixes of that rule first
+        examples = _fewshot(wh.con, set(by_id), options.fewshot, rule) if options.fewshot else []
+        answers += synthesize(group, settings, fewshot=examples, k=options.fewshot)
     report.step_seconds["lm"] += time.perf_counter() - clock
     others = _others(wh, batch)
     candidates = []

@@ -38,6 +38,7 @@ from synth.schema import Prompt
 from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
+from .test_local_lm_fetch import gguf_bytes
 from .test_synth_user import _session
 
 MODELS_HOME = Path(os.environ.get("OTLAKE_TEST_MODELS") or Path.home() / ".cache" / "otlake-test")
@@ -115,8 +116,9 @@ def test_fetch_pins_every_byte_and_lists_the_hash_it_serves(model, server):
 
 
 def test_a_completion_reports_usage_and_timings(server):
-    status, body, _ = post(server.api_base, {"messages": [{"role": "user", "content": "Say OK."}],
-                                             "max_tokens": 8, "temperature": 0})
+    # content as OpenAI's text parts, as some clients send it
+    status, body, _ = post(server.api_base, {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Say "}, {"type": "text", "text": "OK."}]}], "max_tokens": 8, "temperature": 0})
     assert status == 200
     usage, timings = body["usage"], body["timings"]
     assert 0 < usage["completion_tokens"] <= 8 and usage["prompt_tokens"] > 5
@@ -167,21 +169,24 @@ def test_a_client_that_goes_away_frees_the_slot_within_tokens(server):
 
 def test_a_streamed_request_is_cancelled_when_its_reader_stops(server):
     request = urllib.request.Request(f"{server.api_base}/chat/completions",
-                                     json.dumps({**long_request(200), "stream": True}).encode(),
+                                     json.dumps({**long_request(300), "stream": True}).encode(),
                                      {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
-        first = response.readline()
-        assert first.startswith(b"data: ")
-    assert wait_for(lambda: health(server)["busy"] == 0, 30)
-    status, _, _ = post(server.api_base, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
-    assert status == 200  # the server lives on
+        assert response.readline().startswith(b"data: ")
+        assert b'"content"' in response.readline() + response.readline() + response.readline()
+        started = time.monotonic()
+    assert wait_for(lambda: health(server)["busy"] == 0, 60)
+    freed_after = time.monotonic() - started
+    status, done, _ = post(server.api_base, long_request(300))  # the server lives on; the full answer's time
+    assert status == 200 and done["usage"]["completion_tokens"] > 150
+    assert freed_after < done["timings"]["predicted_ms"] / 1000 / 2, (freed_after, done["timings"])
 
 
 def test_a_full_queue_answers_503_with_retry_after_at_once(server):
     results: dict[str, tuple] = {}
 
     def send(key: str) -> None:
-        results[key] = post(server.api_base, long_request(60))
+        results[key] = post(server.api_base, long_request(150))
 
     first = threading.Thread(target=send, args=("running",))
     first.start()
@@ -190,7 +195,7 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(server):
     second.start()
     assert wait_for(lambda: health(server)["queued"] == 1, 30)
     started = time.monotonic()
-    status, body, headers = post(server.api_base, long_request(60))
+    status, body, headers = post(server.api_base, long_request(150))
     refused_in = time.monotonic() - started
     first.join(120)
     second.join(120)
@@ -213,8 +218,19 @@ def test_a_prompt_past_the_context_is_refused_in_openai_words(model, server):
     assert answer.attempts == 1
 
 
-def test_a_bad_max_tokens_and_a_body_that_is_not_json_are_400(server):
-    assert post(server.api_base, {"messages": [{"role": "user", "content": "x"}], "max_tokens": -1})[0] == 400
+@pytest.mark.parametrize("body", [
+    {"messages": [{"role": "user", "content": "x"}], "max_tokens": -1},
+    {"messages": [{"role": "user", "content": "x"}], "stop": 5},
+    {"messages": [{"role": "user", "content": "x"}], "n": 2},
+    {"messages": [{"role": "user", "content": 7}]},
+    {"messages": []},
+])
+def test_a_request_the_server_cannot_honour_is_400_with_a_reason(server, body):
+    status, answer, _ = post(server.api_base, body)
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error" and answer["error"]["message"]
+
+
+def test_a_body_that_is_not_json_is_400(server):
     request = urllib.request.Request(f"{server.api_base}/chat/completions", b"{not json",
                                      {"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -305,7 +321,12 @@ def test_lm_serve_cli_refuses_a_port_in_use_in_one_line(model, tmp_path):
     assert f"port {port}" in done.stderr and "in use" in done.stderr
 
 
-def test_local_lm_uses_a_server_already_running(server):
+def test_local_lm_uses_a_server_already_running_if_it_serves_the_model_asked_for(server, tmp_path):
     with local_lm(port=server.port) as endpoint:
-        assert (endpoint.started, endpoint.model_id, endpoint.sha256) == (
-            False, DEFAULT_MODEL, MODELS[DEFAULT_MODEL].sha256)
+        assert (endpoint.started, endpoint.model_id, endpoint.sha256, endpoint.parallel) == (
+            False, DEFAULT_MODEL, MODELS[DEFAULT_MODEL].sha256, 1)
+    other = tmp_path / "other.gguf"
+    other.write_bytes(gguf_bytes({"general.architecture": "qwen2", "general.name": "Other"}, {"w": [1.0, 2.0]}))
+    with pytest.raises(ServerError, match=f"port {server.port} serves 'qwen2.5-coder-0.5b'"), \
+            local_lm(str(other), port=server.port):
+        pass

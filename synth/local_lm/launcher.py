@@ -49,12 +49,19 @@ class ServerError(ModelFileError):
     """The local LM server could not be started or reached."""
 
 
+# exit statuses of a server that died of a signal before saying why
+_DIED = {-4: "the LM server died of an illegal instruction: llama.cpp was built for a CPU this one is not "
+              "(see pyproject.toml [tool.uv.extra-build-variables]); rebuild it with `make install`",
+         -11: "the LM server crashed (segmentation fault) loading the model", -9: "the LM server was killed"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     api_base: str  # http://127.0.0.1:PORT/v1
     model_id: str  # the id /v1/models serves
     sha256: str | None
     started: bool  # True: this process started it (and stops it)
+    parallel: int = 1  # requests it generates at once: more in flight only wait in its queue
 
     @property
     def dspy_model(self) -> str:
@@ -105,6 +112,8 @@ class LocalServer:
 
     def __init__(self, record: ModelRecord, *, port: int = DEFAULT_PORT, startup_s: float = 120.0, **options):
         self.record, self.port, self.startup_s = record, port, startup_s
+        self.grace_s = options.get("grace_s", 30.0)
+        self.parallel = options.get("parallel", 1)
         self.command = server_command(record, port=port, **options)
         self.process: subprocess.Popen | None = None
 
@@ -117,21 +126,34 @@ class LocalServer:
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self.log, text=True,
                                         start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:  # a failed start, Ctrl-C or a deadline: never leave the child behind
+            self.stop(grace_s=2.0)
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            code = self.process.poll()
+            if code is not None:
                 self.log.seek(0)
                 reason = self.log.read().strip().splitlines()
-                self.log.close()
-                raise ServerError(reason[-1] if reason else f"the LM server exited with {self.process.returncode}")
-            if _healthy(self.port):
-                return self
+                raise ServerError(_DIED.get(code) or (reason[-1] if reason else
+                                                      f"the LM server exited with status {code}"))
+            served = running(self.port)  # this model, by its hash: not another server that holds the port
+            if served is not None and served.get("sha256") == self.record.sha256 and _healthy(self.port):
+                return
             time.sleep(0.1)
-        self.stop()
         raise ServerError(f"the LM server did not answer /health within {self.startup_s:.0f} s")
 
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        """SIGTERM (running requests finish), SIGKILL after `grace_s`; the exit status, None if never started."""
+    def stop(self, grace_s: float | None = None) -> int | None:
+        """SIGTERM (running requests finish), SIGKILL after the server's grace period and 5 s more.
+
+        The exit status; None if it was never started.
+        """
+        grace_s = self.grace_s + 5.0 if grace_s is None else grace_s
         process, self.process = self.process, None
         if process is None:
             return None
@@ -162,15 +184,21 @@ def local_lm(model: str | None = None, *, home: str | os.PathLike | None = None,
     The port is `port`, else $OTLAKE_LM_PORT, else 8765.
     """
     port = default_port() if port is None else port
-    found = running(port)
+    found = running(port, timeout_s=10.0)  # a busy server still answers /v1/models: it is not on the loop
     if found is not None:
-        yield Endpoint(f"http://{HOST}:{port}/v1", found.get("id") or "local", found.get("sha256"), started=False)
+        if model is not None:
+            wanted = resolve(model, home, log=log)
+            if found.get("sha256") != wanted.sha256:
+                raise ServerError(f"port {port} serves {found.get('id')!r} (sha256 {str(found.get('sha256'))[:12]}), "
+                                  f"not {model!r}: stop that server, or set OTLAKE_LM_PORT to another port")
+        yield Endpoint(f"http://{HOST}:{port}/v1", found.get("id") or "local", found.get("sha256"), started=False,
+                       parallel=found.get("parallel") or 1)
         return
     record = resolve(model, home, log=log)
     if log:
         log(f"starting the local LM server: {record.name} on port {port}")
     with LocalServer(record, port=port, **options) as server:
-        yield Endpoint(server.api_base, record.name, record.sha256, started=True)
+        yield Endpoint(server.api_base, record.name, record.sha256, started=True, parallel=server.parallel)
 
 
 def _healthy(port: int) -> bool:

@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import sys
@@ -69,17 +70,28 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     stream: bool = False  # send each token to the event loop as it comes (else the whole text at the end)
 
+    def post(self, item: object) -> None:
+        """Hand an item to the request's coroutine; nothing to do once the event loop is gone (shutdown)."""
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody waits for this answer any more
+            self.cancel.set()
+
 
 _DONE = object()
 
 
+class QueueFull(Exception):
+    """As many requests wait as the server allows."""
+
+
 class Engine:
-    """N llama.cpp contexts sharing one model file, fed by one bounded queue."""
+    """N llama.cpp contexts sharing one model file, fed by one queue of at most `max_queue` live requests."""
 
     def __init__(self, path: str, *, parallel: int, n_ctx: int, max_queue: int, threads: int | None = None):
         from llama_cpp import Llama, llama_chat_format
 
-        self.parallel, self.n_ctx = parallel, n_ctx
+        self.parallel, self.n_ctx, self.max_queue = parallel, n_ctx, max_queue
         per = threads or max(1, (os.cpu_count() or 1) // parallel)
         try:
             self.contexts = [Llama(model_path=path, n_ctx=n_ctx, n_threads=per, n_threads_batch=per, n_batch=512,
@@ -94,13 +106,22 @@ class Engine:
         bos_id = first.token_bos()
         bos = first.detokenize([bos_id], special=True).decode("utf-8", "replace") if bos_id >= 0 else ""
         self.formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-        self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        # unbounded underneath: the bound is on live waiting requests (a cancelled one frees its place at once)
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.busy = 0
+        self._waiting: set[int] = set()  # ids of live jobs in the queue
+        self._running: set[int] = set()
+        self._all: dict[int, Job] = {}
         self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._work, args=(c,), daemon=True, name=f"llama-{i}")
                         for i, c in enumerate(self.contexts)]
         for t in self.threads:
             t.start()
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._waiting)
 
     def prompt(self, messages: list[dict]) -> tuple[list[int], list[str]]:
         formatted = self.formatter(messages=messages)
@@ -109,63 +130,86 @@ class Engine:
         return tokens, stop
 
     def submit(self, job: Job) -> None:
-        self.jobs.put_nowait(job)  # queue.Full: the caller answers 503
+        """Queue a job; QueueFull (the caller answers 503) when max_queue live requests already wait."""
+        with self._lock:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull
+            self._waiting.add(id(job))
+            self._all[id(job)] = job
+        self.jobs.put(job)
 
-    def close(self) -> None:
-        while True:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.cancel.set()
-                job.loop.call_soon_threadsafe(job.out.put_nowait, _DONE)
+    def withdraw(self, job: Job) -> None:
+        """The request is gone (client away, shutdown): stop its generation, free its place in the queue."""
+        job.cancel.set()
+        with self._lock:
+            self._waiting.discard(id(job))
+
+    def close(self, grace_s: float = 5.0) -> None:
+        """Cancel every queued and running job, stop the workers, wait up to `grace_s` for them."""
+        with self._lock:
+            jobs = list(self._all.values())
+        for job in jobs:
+            self.withdraw(job)
         for _ in self.threads:
             self.jobs.put(None)
+        deadline = time.monotonic() + grace_s
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def _work(self, llm) -> None:
         while (job := self.jobs.get()) is not None:
-            if job.cancel.is_set():
-                job.loop.call_soon_threadsafe(job.out.put_nowait, _DONE)
-                continue
             with self._lock:
-                self.busy += 1
+                self._waiting.discard(id(job))
+                live = not job.cancel.is_set()
+                if live:
+                    self.busy += 1
             try:
-                self._generate(llm, job)
+                if live:
+                    self._generate(llm, job)
             except Exception as e:  # noqa: BLE001 - a failed generation answers 500, the worker lives on
-                job.loop.call_soon_threadsafe(job.out.put_nowait, e)
+                job.post(e)
             finally:
                 with self._lock:
-                    self.busy -= 1
-                job.loop.call_soon_threadsafe(job.out.put_nowait, _DONE)
+                    self.busy -= live
+                    self._all.pop(id(job), None)
+                job.post(_DONE)
 
     def _generate(self, llm, job: Job) -> None:
         # A non-streamed answer goes to the event loop once, at the end: a wake-up of the loop per token
         # takes CPU from llama.cpp's threads, which have every core (21 -> 25 tokens/s here, BENCHMARKS.md).
+        from llama_cpp import StoppingCriteriaList
+
         started = time.perf_counter()
         first = None
-        parts, finish, generated = [], None, 0
-        stream = llm.create_completion(prompt=job.prompt_tokens, stream=True, **job.params)
+        parts, finish, sampled = [], None, 0
+
+        def each_token(_ids, _logits) -> bool:  # called once per sampled token: count it, and stop if cancelled
+            nonlocal sampled
+            sampled += 1
+            return job.cancel.is_set()
+
+        stream = llm.create_completion(prompt=job.prompt_tokens, stream=True,
+                                       stopping_criteria=StoppingCriteriaList([each_token]), **job.params)
         try:
             for chunk in stream:
                 if job.cancel.is_set():
                     break
                 choice = chunk["choices"][0]
                 now = time.perf_counter()
-                generated += 1  # one chunk per sampled token
                 if first is None:
                     first = now
                 if job.stream:
-                    job.loop.call_soon_threadsafe(job.out.put_nowait, (choice.get("text") or "",
-                                                                       choice.get("finish_reason"), now))
+                    job.post((choice.get("text") or "", choice.get("finish_reason"), now))
                 else:
                     parts.append(choice.get("text") or "")
                     finish = choice.get("finish_reason") or finish
         finally:
             stream.close()
         if not job.stream and first is not None:
-            job.loop.call_soon_threadsafe(job.out.put_nowait, ("".join(parts), finish, time.perf_counter()))
-        job.loop.call_soon_threadsafe(job.out.put_nowait, ("", "__timings__", (started, first, time.perf_counter(), generated)))
+            job.post(("".join(parts), finish, time.perf_counter()))
+        # llama-cpp-python asks the criteria once per sampled token and once more after the last one
+        job.post(("", "__timings__", (started, first or time.perf_counter(), time.perf_counter(),
+                                      max(sampled - 1, 0))))
 
 
 def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
@@ -180,7 +224,7 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": info["id"], "busy": engine.busy, "queued": engine.jobs.qsize(),
+        return {"status": "ok", "model": info["id"], "busy": engine.busy, "queued": engine.queued,
                 "parallel": engine.parallel}
 
     @app.get("/v1/models")
@@ -193,11 +237,12 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return error(400, "the request body is not JSON", "invalid_request_error")
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
-            return error(400, "'messages' must be a non-empty list of {role, content} with string content",
-                         "invalid_request_error")
+        messages = _text_messages(body.get("messages") if isinstance(body, dict) else None)
+        if messages is None:
+            return error(400, "'messages' must be a non-empty list of {role, content}, the content a string or "
+                              "a list of text parts", "invalid_request_error")
+        if body.get("n", 1) != 1:
+            return error(400, "this server answers one choice per request: 'n' must be 1", "invalid_request_error")
         try:
             tokens, stop = engine.prompt(messages)
         except Exception as e:  # noqa: BLE001 - a template that cannot render these messages
@@ -211,18 +256,20 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
         if not isinstance(asked, int) or asked < 1:
             return error(400, "'max_tokens' must be a positive integer", "invalid_request_error")
         extra_stop = body.get("stop") or []
-        extra_stop = [extra_stop] if isinstance(extra_stop, str) else list(extra_stop)
-        params = {"max_tokens": min(asked, room), "stop": stop + [s for s in extra_stop if isinstance(s, str)]}
+        extra_stop = [extra_stop] if isinstance(extra_stop, str) else extra_stop
+        if not isinstance(extra_stop, list) or not all(isinstance(x, str) for x in extra_stop):
+            return error(400, "'stop' must be a string or a list of strings", "invalid_request_error")
+        params = {"max_tokens": min(asked, room), "stop": stop + extra_stop}
         for name in SAMPLING:
             if isinstance(body.get(name), (int, float)) and not isinstance(body.get(name), bool):
                 params[name] = body[name]
-        if "seed" in params:
-            params["seed"] = int(params["seed"])
+        # llama-cpp-python reuses one fixed seed when none is given: identical samples at temperature > 0
+        params["seed"] = int(params["seed"]) if "seed" in params else secrets.randbits(31)
         job = Job(tokens, params, asyncio.get_running_loop(), stream=bool(body.get("stream")))
         try:
             engine.submit(job)
-        except queue.Full:
-            return error(503, f"the server is busy: {engine.jobs.maxsize} requests already wait", "server_error",
+        except QueueFull:
+            return error(503, f"the server is busy: {engine.max_queue} requests already wait", "server_error",
                          "queue_full", headers={"Retry-After": "1"})
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.get("stream"):
@@ -230,8 +277,8 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
         return await _complete(job, rid, created, info["id"], request, len(tokens))
 
     async def _complete(job, rid, created, model, request, n_prompt):
-        parts, finish, timings = [], None, None
-        waiter = asyncio.ensure_future(_watch_disconnect(request, job))
+        parts, finish, timings, ended = [], None, None, False
+        waiter = asyncio.ensure_future(_watch_disconnect(request, job, engine))
         try:
             while (item := await job.out.get()) is not _DONE:
                 if isinstance(item, Exception):
@@ -242,8 +289,11 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
                     continue
                 parts.append(text)
                 finish = reason or finish
+            ended = True
         finally:
             waiter.cancel()
+            if not ended:  # cancelled (shutdown past the grace period) or failed: stop the generation
+                engine.withdraw(job)
         if job.cancel.is_set():
             return error(499, "the client went away", "cancelled")
         text = "".join(parts)
@@ -271,18 +321,34 @@ def build_app(engine: Engine, info: dict[str, Any], grace_s: float):
                 yield event({"content": text} if text else {}, reason)
             yield "data: [DONE]\n\n"
         finally:  # the client went away (Starlette cancels this generator) or the stream ended
-            job.cancel.set()
+            engine.withdraw(job)
 
     app.state.grace_s = grace_s
     return app
 
 
-async def _watch_disconnect(request, job: Job) -> None:
+async def _watch_disconnect(request, job: Job, engine: Engine) -> None:
     while not job.cancel.is_set():
         if await request.is_disconnected():
-            job.cancel.set()
+            engine.withdraw(job)
             return
         await asyncio.sleep(0.05)
+
+
+def _text_messages(messages: object) -> list[dict] | None:
+    """OpenAI chat messages with each content a string (text parts joined); None if they are not that."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    out = []
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                             and isinstance(p.get("text"), str) for p in content):
+            content = "".join(p["text"] for p in content)
+        if not isinstance(content, str) or not isinstance(m.get("role"), str):
+            return None
+        out.append({**m, "content": content})
+    return out
 
 
 def _timings(job: Job, timings, n_prompt: int, n_out: int) -> dict:
@@ -334,8 +400,40 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise StartupError(f"port {port} on {host} is in use or not allowed ({e.strerror}): "
                            "pick another with --port") from None
-    sock.listen(128)
-    return sock
+    return sock  # uvicorn listens once the model is loaded: until then a client is refused, not left waiting
+
+
+# llama.cpp's feature names (llama_print_system_info) -> the /proc/cpuinfo flags they need
+_CPU_FLAGS = {"AVX2": ("avx2",), "FMA": ("fma",), "F16C": ("f16c",), "AVX512": ("avx512f", "avx512bw", "avx512vl"),
+              "AVX512_VBMI": ("avx512vbmi",), "AVX512_VNNI": ("avx512_vnni",), "AVX512_BF16": ("avx512_bf16",)}
+
+
+def check_cpu() -> None:
+    """Refuse to start where llama.cpp was built for instructions this CPU lacks (it would die of SIGILL).
+
+    Only on Linux x86-64, and only when the CPU lacks one of the flags: then
+    the build's features are read in a child process (which may itself die
+    of the illegal instruction, and that says enough).
+    """
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return
+    if all(f in flags for need in _CPU_FLAGS.values() for f in need):
+        return
+    import subprocess
+
+    code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    built = {k for k, v in (part.split(" = ") for part in probe.stdout.replace("CPU :", "").split(" | ")
+                            if " = " in part) if v.strip() == "1"}
+    missing = sorted(k for k in built & set(_CPU_FLAGS) if not all(f in flags for f in _CPU_FLAGS[k]))
+    if probe.returncode != 0 or missing:
+        what = ", ".join(missing) or "it died loading"
+        raise StartupError(f"llama.cpp was built for instructions this CPU lacks ({what}): turn them off in "
+                           "pyproject.toml [tool.uv.extra-build-variables] "
+"(e.g. -DGGML_AVX512=OFF) and run `make install` again")
 
 
 def start(model: str, *, name: str | None, host: str, port: int, parallel: int, n_ctx: int, max_queue: int,
@@ -356,6 +454,7 @@ def start(model: str, *, name: str | None, host: str, port: int, parallel: int, 
             raise StartupError(f"model file {path}: sha256 {digest}, expected {expect_sha256} (changed since "
                                "it was fetched? run `otlake lm fetch` again)")
         ctx = min(n_ctx, header.context_length or n_ctx)
+        check_cpu()
         engine = Engine(str(path), parallel=parallel, n_ctx=ctx, max_queue=max_queue, threads=threads)
     except BaseException:
         sock.close()
@@ -373,7 +472,7 @@ def start(model: str, *, name: str | None, host: str, port: int, parallel: int, 
     try:
         server.run(sockets=[sock])
     finally:
-        engine.close()
+        engine.close(grace_s)
         sock.close()
 
 
