@@ -351,3 +351,41 @@ def test_cli_list_before_and_after_a_fetch(lm, tmp_path):
     table = lm("list")
     assert "mine" in table and sha256(GGUF)[:16] in table and "Fake Coder" in table
     assert "no models yet" not in table
+
+
+def lm_section_commands() -> list[list[str]]:
+    """The `otlake ...` lines of README's "The local LM" bash block, without env prefixes, `&` and comments."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("\n## The local LM\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    commands = []
+    for line in block.splitlines():
+        words = [w for w in shlex.split(line, comments=True) if w != "&"]
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words.pop(0)
+        if words and words[0] == "otlake":
+            commands.append(words[1:])
+    return commands
+
+
+def test_the_readme_lm_commands_parse_as_written():
+    """Every option in README's LM section exists on its command (click parses each line, nothing runs)."""
+    import click
+
+    from otlake.cli import main
+
+    commands = lm_section_commands()
+    assert [c[:2] for c in commands] == [["lm", "fetch"], ["lm", "list"], ["lm", "serve"],
+                                        ["synth", "--source"], ["synth", "--source"]]
+    for words in commands:
+        command, name, rest = main, "otlake", list(words)
+        while isinstance(command, click.Group):  # the README's lines put no group option before a command
+            name, rest = rest[0], rest[1:]
+            command = command.get_command(click.Context(main), name)
+            assert command is not None, words
+        with pytest.raises(click.UsageError):
+            command.make_context(name, [*rest, "--no-such-option"])  # the check can fail
+        command.make_context(name, rest)  # a UsageError for an option the command does not have
