@@ -100,9 +100,7 @@ def server_command(record: ModelRecord, *, port: int = DEFAULT_PORT, parallel: i
 def running(port: int = DEFAULT_PORT, timeout_s: float = 1.0) -> dict | None:
     """What the server on the port serves (its /v1/models entry), or None if nothing answers."""
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/v1/models", timeout=timeout_s) as response:
-            data = json.loads(response.read())
-        return data["data"][0]
+        return _first_model(f"http://{HOST}:{port}/v1", timeout_s)
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
 
@@ -211,10 +209,14 @@ def _healthy(port: int) -> bool:
 
 def served_model(api_base: str, timeout_s: float = 5.0) -> str:
     """The first model id an OpenAI-compatible server lists at `api_base`/models."""
-    url = api_base.rstrip("/") + "/models"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return json.loads(response.read())["data"][0]["id"]
+        return _first_model(api_base, timeout_s)["id"]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise ServerError(f"no model name given and {url} did not list one ({type(e).__name__}): "
-                          "pass --lm openai/<model>") from None
+        raise ServerError(f"no model name given and {api_base.rstrip('/')}/models did not list one "
+                          f"({type(e).__name__}): pass --lm openai/<model>") from None
+
+
+def _first_model(api_base: str, timeout_s: float) -> dict:
+    """The first entry of GET `api_base`/models (raises on no answer or an answer of another shape)."""
+    with urllib.request.urlopen(api_base.rstrip("/") + "/models", timeout=timeout_s) as response:
+        return json.loads(response.read())["data"][0]

@@ -35,7 +35,6 @@ served as server-sent events.
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import queue
@@ -383,14 +382,6 @@ def _server_class():
     return Server
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -438,6 +429,7 @@ def check_cpu() -> None:
 
 def start(model: str, *, name: str | None, host: str, port: int, parallel: int, n_ctx: int, max_queue: int,
           grace_s: float, expect_sha256: str | None, threads: int | None = None) -> None:
+    from synth.local_lm.fetch import sha256_file
     from synth.local_lm.gguf import ModelFileError, read_header
 
     if parallel < 1 or max_queue < 1 or n_ctx < 64:
@@ -449,7 +441,7 @@ def start(model: str, *, name: str | None, host: str, port: int, parallel: int, 
             header = read_header(path)
         except ModelFileError as e:
             raise StartupError(str(e)) from None
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         if expect_sha256 and digest != expect_sha256:
             raise StartupError(f"model file {path}: sha256 {digest}, expected {expect_sha256} (changed since "
                                "it was fetched? run `otlake lm fetch` again)")
