@@ -1,0 +1,1 @@
+"""Repair benchmarks: items, models, sandboxed tests, metrics, runs and reports (DESIGN.md, "Evaluation")."""
