@@ -11,6 +11,7 @@ import click
 
 from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
 from .dataset_cli import dataset
+from .eval_cli import eval_
 from .lm_cli import lm
 from .lsp_cli import lsp
 from .output import FORMATS, render, render_relation
@@ -395,6 +396,7 @@ def simulate(repls: int, seed: int, out: Path, corpus: Path | None, long_session
 main.add_command(lsp)
 main.add_command(lm)
 main.add_command(dataset)
+main.add_command(eval_)
 
 
 def run() -> None:

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from synth.hygiene.pipeline import BatchResult, Kept, clean_rows, deduplicate
 from synth.hygiene.split import sample, split_by_group
 from train.export import SPLITS, move_into_place, staging_folder, write_dataset
 from warehouse.dataset_schema import create_dataset_tables
+from warehouse.eval_schema import registered_eval_sets
 from warehouse.runs import finish_run, start_run
 
 from .dataset_card import build_card
@@ -148,6 +149,10 @@ def build_dataset(wh, name: str, out: str | os.PathLike, options: DatasetOptions
     out = Path(out).absolute()
     _check_name(con, name, options.overwrite)
     where, args = _selection(con, options)
+    # the eval sets frozen in this warehouse (`otlake eval make-replit`) always count
+    frozen = registered_eval_sets(con)
+    if frozen:
+        options = replace(options, eval_sets=tuple(dict.fromkeys([*options.eval_sets, *frozen])))
     eval_sets = [load_eval_set(p) for p in options.eval_sets]
     selected = _count_selected(con, where, args)
     params = {**options.params(), "eval_sets": [{"name": s.name, "path": str(Path(p).absolute()),

@@ -85,6 +85,12 @@ class LmSettings:
     cache_dir: str | None = None  # None: $OTLAKE_HOME/dspy-cache
     json_fallback: bool = True  # on an unparseable answer, ask again with DSPy's JSONAdapter
     engine: str = "auto"  # DSPy's: 'auto' (its native client where it can), 'litellm' or 'lm15'
+    # sampling beyond the temperature (None: the server's default). top_k is not an OpenAI field: it
+    # travels in the request body as an extra (vLLM, llama.cpp and our server read it)
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    rollout_id: int | None = None  # DSPy's: another cache entry for the same request (the k-th sample)
 
     def __post_init__(self) -> None:
         if not self.model or not self.model.strip():
@@ -97,6 +103,10 @@ class LmSettings:
             raise LmConfigError(f"LM setting timeout_s={self.timeout_s}: must be positive")
         if self.engine not in ENGINES:
             raise LmConfigError(f"LM setting engine={self.engine!r}: use one of {', '.join(ENGINES)}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise LmConfigError(f"LM setting top_p={self.top_p}: must be in (0, 1]")
+        if self.top_k is not None and self.top_k < 1:
+            raise LmConfigError(f"LM setting top_k={self.top_k}: must be at least 1")
         for name in ("num_retries", "backoff_s", "max_backoff_s", "temperature"):
             if getattr(self, name) < 0:
                 raise LmConfigError(f"LM setting {name}={getattr(self, name)}: must not be negative")
@@ -159,6 +169,10 @@ def build_lm(settings: LmSettings) -> Any:
     dspy = load_dspy(settings)
     key = settings.api_key or (PLACEHOLDER_KEY if settings.api_base else None)
     extra = {name: value for name, value in (("api_base", settings.api_base), ("api_key", key)) if value}
+    extra.update({name: getattr(settings, name) for name in ("top_p", "seed", "rollout_id")
+                  if getattr(settings, name) is not None})
+    if settings.top_k is not None:
+        extra["extra_body"] = {"top_k": settings.top_k}
     try:
         return dspy.LM(settings.model, temperature=settings.temperature, max_tokens=settings.max_tokens,
                        cache=settings.cache, num_retries=0, timeout=settings.timeout_s,
