@@ -1,4 +1,5 @@
-"""DebugBench-style bugs planted into correct Python by rule, and the meta-LSP filter that keeps the visible ones.
+"""DebugBench-style bugs planted into correct Python by rule; keep_flagged (eval.inject_check, exported here
+too) keeps those the meta-LSP sees.
 
 The LiveCodeBench idea for repair: new problems after a model's cutoff, made
 from correct solutions a user chooses. Each injector edits one line and keeps
@@ -15,12 +16,14 @@ import keyword
 import random
 import re
 import tokenize
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from lsp_runner import CheckResult, Diagnostic, LspPool, Snapshot, normalize_message
-
 from .errors import EvalError
+from .inject_check import keep_flagged
+
+__all__ = ["CATEGORY", "REFERENCE", "SUBTYPES", "SYNTAX", "Injection", "candidate_sites", "inject",
+           "keep_flagged"]
 
 SYNTAX = ("illegal_comment", "illegal_indentation", "missing_colons", "misused_equals",
           "unclosed_parentheses", "unclosed_string")
@@ -42,8 +45,6 @@ _FOREIGN_METHODS: dict[type, dict[str, str]] = {
     str: {"join": "concat", "lower": "toLowerCase", "upper": "toUpperCase", "strip": "trim", "find": "indexOf"}}
 _BUILT = {ast.List: list, ast.ListComp: list, ast.Dict: dict, ast.DictComp: dict, ast.Set: set, ast.SetComp: set,
           ast.JoinedStr: str}
-_SYNTAX_ERRORS = {"pyright[error]", "ruff[E999]"}  # pyright's syntax errors carry no rule
-_NOT_THE_BUG = {"ruff[E501]"}  # an edited line may grow past the limit; that is not what was planted
 
 
 @dataclass(frozen=True)
@@ -379,44 +380,3 @@ def inject(code: str, subtype: str, seed: int) -> Injection | None:
         if buggy is not None:
             return Injection(subtype, buggy, edit.line, edit.explanation, src.lines[edit.line - 1])
     return None
-
-
-def _flag(injection: Injection, bug: CheckResult, original: CheckResult) -> Diagnostic | None:
-    """The error the original lacks on the planted line (a syntax bug: or the line after); syntax errors first."""
-    syntax = CATEGORY[injection.subtype] == "syntax"
-    lines = (injection.line - 1, injection.line)[:1 + syntax]
-    before = {(d.start_line, d.code, normalize_message(d.message)) for d in original.all_diagnostics()}
-    new = [d for d in bug.all_diagnostics() if d.severity == 1 and d.start_line in lines and d.code not in _NOT_THE_BUG
-           and (d.start_line, d.code, normalize_message(d.message)) not in before]
-    return min(new, key=lambda d: (d.start_line, syntax and d.code not in _SYNTAX_ERRORS, d.sort_key()), default=None)
-
-
-def keep_flagged(injections: Sequence[tuple[str, Injection]], pool: LspPool,
-                 batch_size: int = 100) -> list[tuple[str, Injection, Diagnostic | None, str]]:
-    """For (id, injection) pairs: keep those the meta-LSP in `pool` flags on the planted line.
-
-    Kept: an error-severity diagnostic the original code lacks starts on the planted line (a syntax bug: or the
-    line after). Returns (id, injection, diagnostic, reason) in input order; reason is '' when kept, else
-    'not_flagged' or 'lsp_failed: ...'.
-    """
-    originals: dict[str, str] = {}  # code -> snapshot id: each original is checked once
-    snapshots = []
-    for i, (_, injection) in enumerate(injections):
-        snapshots.append(Snapshot(f"bug-{i}", {"main.py": injection.buggy_code}))
-        if (code := injection.original_code) not in originals:
-            originals[code] = f"original-{len(originals)}"
-            snapshots.append(Snapshot(originals[code], {"main.py": code}))
-    results: dict[str, CheckResult] = {}
-    for start in range(0, len(snapshots), batch_size):
-        results.update((r.snapshot_id, r) for r in pool.check(snapshots[start:start + batch_size]))
-    kept = []
-    for i, (item_id, injection) in enumerate(injections):
-        bug, original = results.get(f"bug-{i}"), results.get(originals[injection.original_code])
-        if bug is None or original is None or not (bug.ok and original.ok):
-            failed = [f"{r.snapshot_id.partition('-')[0]}: {r.reason}" if r else "no result" for r in (bug, original)
-                      if r is None or not r.ok]
-            kept.append((item_id, injection, None, "lsp_failed: " + "; ".join(failed)))
-            continue
-        diagnostic = _flag(injection, bug, original)
-        kept.append((item_id, injection, diagnostic, "" if diagnostic is not None else "not_flagged"))
-    return kept

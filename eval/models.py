@@ -89,13 +89,15 @@ class NoopModel:
 class DspyModel:
     """Any model `dspy.LM` reaches (`openai/<name>` with OTLAKE_LM_API_BASE, ...), via the repair program."""
 
-    def __init__(self, settings: LmSettings) -> None:
+    def __init__(self, settings: LmSettings, fewshot: Sequence = ()) -> None:
         self.base = settings
         self.name = settings.model
+        self.fewshot = list(fewshot)  # synth.program.FewShotExample: demos shown before every prompt
 
     def settings(self) -> dict:
         keep = ("model", "api_base", "max_tokens", "timeout_s", "num_retries", "concurrency", "engine", "cache")
-        return {"kind": "dspy", **{k: getattr(self.base, k) for k in keep}}
+        return {"kind": "dspy", **{k: getattr(self.base, k) for k in keep},
+                "fewshot_ids": [e.id for e in self.fewshot]}
 
     def answer(self, items: Sequence[EvalItem], samples: int, sampling: Sampling) -> list[list[Answer]]:
         from dataclasses import replace
@@ -108,7 +110,7 @@ class DspyModel:
             settings = replace(self.base, temperature=sampling.temperature, top_p=sampling.top_p,
                                top_k=sampling.top_k, max_tokens=sampling.max_tokens,
                                seed=sampling.seed + k, rollout_id=k if samples > 1 else None)
-            for slot, got in zip(out, synthesize(prompts, settings)):
+            for slot, got in zip(out, synthesize(prompts, settings, self.fewshot, len(self.fewshot))):
                 # the program's `diff` field, put back into the sentinel form scoring extracts from
                 text = got.text if got.error == "unparseable" else f"<diff>\n{got.text}\n</diff>"
                 error = None if got.error in (None, "unparseable") else got.error

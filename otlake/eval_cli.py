@@ -48,6 +48,9 @@ def eval_() -> None:
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True)
 @click.option("--top-k", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--fewshot", type=click.IntRange(0), default=0, show_default=True,
+              help="DSPy models: show this many of the bench's items (shortest reference diffs, one subtype after "
+                   "another) as demos before each prompt; they are left out of the items judged.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Warm pyright language servers for the checks.")
 @click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
@@ -58,8 +61,8 @@ def eval_() -> None:
               help="json: print one JSON object (bench, model, items, metrics, by_category) instead of tables.")
 @home_option
 def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, samples: int, seed: int,
-        temperature: float, top_p: float, top_k: int, max_tokens: int, workers: int, concurrency: int, out: Path,
-        fmt: str, home: str | None) -> None:
+        temperature: float, top_p: float, top_k: int, max_tokens: int, fewshot: int, workers: int, concurrency: int,
+        out: Path, fmt: str, home: str | None) -> None:
     """Ask a model for a numbered line diff for each item and score it.
 
     Each item's prompt is the sentinel schema: the numbered buggy code, the
@@ -98,7 +101,7 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
         repair_model = resolve_model(model, lm)
         pool = stack.enter_context(LspPool(size=workers))
         with Warehouse(home) as wh:
-            report = run_eval(wh, bench, data, repair_model, options, seed, pool.check, say, out)
+            report = run_eval(wh, bench, data, repair_model, options, seed, pool.check, say, out, fewshot)
     write_run(report, out)
     if fmt == "json":
         click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_NON_STR_KEYS).decode())

@@ -72,12 +72,24 @@ def load_bench(con, bench: str, data: Sequence[str]) -> tuple[list[EvalItem], li
 
 
 def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, seed: int, check,
-             progress: Callable[[str], None] | None = None, out: str | os.PathLike | None = None) -> EvalReport:
-    """Judge `model` on a bench and store the run; `check` runs the meta-LSP on snapshots."""
+             progress: Callable[[str], None] | None = None, out: str | os.PathLike | None = None,
+             fewshot: int = 0) -> EvalReport:
+    """Judge `model` on a bench and store the run; `check` runs the meta-LSP on snapshots.
+
+    With `fewshot` > 0 (DSPy models), that many items of the bench become demos (their reference diff shown
+    before every prompt) and are left out of the items judged.
+    """
     start = time.perf_counter()
     con = wh.con
     create_eval_tables(con)
     items, skipped, files = load_bench(con, bench, data)
+    if fewshot:
+        if not hasattr(model, "fewshot"):
+            raise EvalError(f"--fewshot: model {model.name} takes no demos (only DSPy models do)")
+        demos = fewshot_demos(items, fewshot, check)
+        model.fewshot = demos
+        taken = {d.id for d in demos}
+        items = [i for i in items if i.id not in taken]
     chosen = select(items, options.limit, seed)
     run_id = f"eval-{hashlib.sha256(f'{time.time_ns()}:{os.getpid()}'.encode()).hexdigest()[:12]}"
     sampling = asdict(options.sampling)
@@ -119,6 +131,33 @@ def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, se
         con.execute("ROLLBACK")
         raise
     return report
+
+
+def fewshot_demos(items: Sequence[EvalItem], n: int, check) -> list:
+    """n demos from the bench: the items with the shortest reference diffs, one subtype after another."""
+    from eval.run import prepare_targets
+    from synth.linediff import render
+    from synth.program import FewShotExample
+
+    def size(item: EvalItem) -> tuple:
+        return (len(render(item.code, item.reference).splitlines()), item.id)
+
+    by_subtype: dict[str, list[EvalItem]] = {}
+    for item in sorted(items, key=size):
+        by_subtype.setdefault(item.subtype or item.category, []).append(item)
+    # a few candidates per subtype: some have no target diagnostic
+    candidates = [i for group in by_subtype.values() for i in group[:3]]
+    ready, _ = prepare_targets(candidates, check)
+    ready_by: dict[str, list[EvalItem]] = {}
+    for item in sorted(ready, key=size):
+        ready_by.setdefault(item.subtype or item.category, []).append(item)
+    demos: list = []
+    while len(demos) < n and any(ready_by.values()):
+        for group in ready_by.values():
+            if group and len(demos) < n:
+                item = group.pop(0)
+                demos.append(FewShotExample(item.id, item.prompt(), render(item.code, item.reference)))
+    return demos
 
 
 def list_runs(con) -> tuple[list[str], list[tuple]]:

@@ -40,8 +40,8 @@ def session_members(sid: int) -> list[int]:
 
 
 def layer_alone(code: str) -> list[str]:
-    """Run `code` in a plain interpreter (no audit hook) after `from eval import sandbox`."""
-    prelude = f"import sys; sys.path.append({REPO!r}); from eval import sandbox\n"
+    """Run `code` in a plain interpreter (no audit hook) after `from eval import confine`."""
+    prelude = f"import sys; sys.path.append({REPO!r}); from eval import confine\n"
     done = subprocess.run([sys.executable, "-I", "-S", "-c", prelude + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
@@ -148,7 +148,7 @@ def test_the_kernel_refuses_fork_and_spawn_without_the_hook_but_keeps_threads():
     said = layer_alone(
         """
         import os, subprocess, threading
-        print(sandbox._seccomp_no_processes())
+        print(confine.seccomp_no_processes())
         t = threading.Thread(target=print, args=("thread",)); t.start(); t.join()
         for attempt in (os.fork, lambda: subprocess.run(["true"])):
             try:
@@ -261,7 +261,7 @@ def test_the_network_namespace_alone_cuts_loopback(server):
     said = layer_alone(
         f"""
         import socket
-        print(sandbox._unshare_network())
+        print(confine.unshare_network())
         try:
             socket.create_connection(("127.0.0.1", {server.getsockname()[1]}), timeout=2)
             print("connected")

@@ -330,3 +330,33 @@ def test_local_lm_uses_a_server_already_running_if_it_serves_the_model_asked_for
     with pytest.raises(ServerError, match=f"port {server.port} serves 'qwen2.5-coder-0.5b'"), \
             local_lm(str(other), port=server.port):
         pass
+
+
+def test_the_real_model_is_judged_by_otlake_eval_on_two_debugbench_items(model, server, tmp_path):
+    from click.testing import CliRunner
+
+    from otlake.cli import main
+    from otlake.dataset_cli import DEBUGBENCH
+
+    data = tmp_path / "bench"
+    data.mkdir()
+    for subtype in ("missing_colons", "undefined_objects"):  # the shortest record of each: fits a 1024 context
+        records = json.loads((DEBUGBENCH / f"python3_{subtype}.json").read_text())
+        shortest = min(records, key=lambda r: len(r["buggy_code"]))
+        (data / f"python3_{subtype}.json").write_text(json.dumps([shortest]))
+    env = {"OTLAKE_LM_API_BASE": server.api_base, "OTLAKE_LM_API_KEY": "local"}
+    result = CliRunner().invoke(main, ["eval", "run", "--bench", "debugbench", "--data", str(data), "--model",
+                                       f"openai/{model.name}", "--max-tokens", "96", "--concurrency", "1",
+                                       "--out", str(tmp_path / "run"), "--home", str(tmp_path / "home"),
+                                       "--format", "json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got["model"] == f"openai/{model.name}" and got["items"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["error"] is None and row["prompt_tokens"] > 100 and 0 < row["completion_tokens"] <= 96
+        assert row["answer"].startswith("<diff>")  # the diff field, back in the sentinel form scoring reads
+        # the metrics follow one another: nothing passes a later step without the earlier ones
+        assert row["applies"] <= row["extracted"] and row["target_gone"] <= row["applies"]
+        assert row["ast_exact"] <= row["ast_or_string"] <= row["applies"]
+    assert all(0.0 <= got["metrics"][m] <= 1.0 for m in ("extracted", "applies", "target_gone", "ast_exact"))

@@ -1,0 +1,227 @@
+"""`otlake eval` in process on real warehouses, real language servers, the sandbox and a scripted LM over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from eval.items import load_debugbench
+from eval.run import select
+from otlake.cli import main
+from otlake.dataset_cli import DEBUGBENCH
+from synth.linediff import render
+
+from .lm_server import ScriptedLM, diff_reply, malformed_reply
+
+LIMIT = 6
+
+
+def invoke(*args, env=None):
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+def run_json(tmp_path, name, *extra, env=None) -> dict:
+    out = tmp_path / name
+    result = invoke("eval", "run", "--home", str(tmp_path / "home"), "--out", str(out), "--format", "json",
+                    *extra, env=env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture(scope="module")
+def chosen():
+    items, _ = load_debugbench([DEBUGBENCH])
+    return select(items, LIMIT, seed=0)
+
+
+def test_oracle_is_the_ceiling_and_noop_the_floor_on_debugbench(tmp_path):
+    oracle = run_json(tmp_path, "oracle", "--model", "oracle", "--limit", str(LIMIT))
+    noop = run_json(tmp_path, "noop", "--model", "noop", "--limit", str(LIMIT))
+    assert oracle["bench"] == "debugbench" and oracle["model"] == "oracle"
+    n = oracle["items"]
+    assert 3 <= n <= LIMIT and noop["items"] == n  # items without a new diagnostic are skipped, with the reason
+    assert sum(oracle["skipped"].values()) == LIMIT - n
+    m, z = oracle["metrics"], noop["metrics"]
+    assert m["applies"] == m["target_gone"] == m["ast_exact"] == m["ast_or_string"] == 1.0
+    assert m["functional_items"] >= 1 and m["functional"] == 1.0
+    assert z["applies"] == 1.0 and z["target_gone"] == z["ast_exact"] == z["ast_or_string"] == 0.0
+    assert z["functional"] < 1.0
+    assert set(oracle["by_category"]) <= {"syntax", "reference"}
+    con = duckdb.connect(str(tmp_path / "home" / "otlake.duckdb"), read_only=True)
+    try:
+        rows = con.execute("""SELECT r.model, count(*) FILTER (WHERE i.status = 'scored'),
+                                     count(*) FILTER (WHERE i.target_gone), any_value(r.prompt_hash)
+                              FROM eval_runs r JOIN eval_items i USING (run_id) GROUP BY 1 ORDER BY 1""").fetchall()
+    finally:
+        con.close()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("noop", n, 0), ("oracle", n, n)]
+    assert rows[0][3] == rows[1][3] and len(rows[0][3]) == 64  # same prompt schema, same hash
+    listed = invoke("eval", "list", "--home", str(tmp_path / "home"), "--format", "csv")
+    assert listed.exit_code == 0 and listed.output.count("debugbench") == 2
+
+    report = invoke("eval", "report", str(tmp_path / "oracle"), str(tmp_path / "noop"), "--out",
+                    str(tmp_path / "report"), "--home", str(tmp_path / "home"))
+    assert report.exit_code == 0, report.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert oracle["run_id"] in text and noop["run_id"] in text and "| 100.0% |" in text
+    for png in ("metrics.png", "by_category.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_scripted_lm_is_scored_per_sample_with_pass_at_k(tmp_path, chosen):
+    # the scripted server answers by a line unique to each item's code: right, malformed, or right once in 3
+    oracle = run_json(tmp_path, "oracle", "--model", "oracle", "--limit", str(LIMIT))
+    with open(tmp_path / "oracle" / "items.jsonl") as f:
+        scored = [json.loads(line) for line in f if '"scored"' in line]
+    by_id = {i.id: i for i in chosen}
+    targets = [by_id[r["item_id"]] for r in scored][:3]
+    keys = [_unique_line(t.code, [c.code for c in chosen]) for t in targets]
+    right = [diff_reply(render(t.code, t.reference)) for t in targets]
+    script = [(keys[0], right[0]), (keys[1], malformed_reply()),
+              (keys[2], [right[2], malformed_reply(), malformed_reply()])]
+    with ScriptedLM(script=script, default=malformed_reply()) as server:
+        env = {"OTLAKE_LM_API_BASE": server.api_base, "OTLAKE_LM_API_KEY": "k"}
+        got = run_json(tmp_path, "scripted", "--model", "openai/scripted", "--limit", str(LIMIT), "--samples", "3",
+                       "--concurrency", "2", env=env)
+        bodies = list(server.requests)
+    n = got["items"]
+    assert n == oracle["items"] and len(bodies) >= 3 * n  # every sample asked (a malformed answer is asked again)
+    assert {b.get("temperature") for b in bodies} == {0.1} and {b.get("top_k") for b in bodies} == {50}
+    rows = {}
+    with open(tmp_path / "scripted" / "items.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["status"] == "scored":
+                rows.setdefault(r["item_id"], []).append(r["applies"])
+    assert rows[targets[0].id] == [True, True, True]
+    assert rows[targets[1].id] == [False, False, False]
+    assert rows[targets[2].id] == [True, False, False]
+    m = got["metrics"]
+    assert m["applies"] == pytest.approx(round((1 + 0 + 1 / 3) / n, 4))
+    assert m["applies@3"] == pytest.approx(round(2 / n, 4))  # the unbiased estimator: one pass in 3 is pass@3 = 1
+
+
+def _unique_line(code: str, codes: list[str]) -> str:
+    for line in code.splitlines():
+        if len(line.strip()) > 12 and sum(line in other for other in codes) == 1:
+            return line.strip()
+    raise AssertionError("no unique line")
+
+
+def test_a_jsonl_bench_runs_its_own_tests_in_the_sandbox(tmp_path):
+    records = [
+        {"id": "adds", "buggy_code": "def add(a, b):\n    return a + c\n",
+         "fixed_code": "def add(a, b):\n    return a + b\n", "tests": "assert add(2, 3) == 5\n"},
+        {"id": "loops", "buggy_code": "def f(n):\n    return n +\n", "fixed_code": "def f(n):\n    return n + 1\n",
+         "tests": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "f"},
+    ]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    oracle = run_json(tmp_path, "o", "--bench", "jsonl", "--data", str(data), "--model", "oracle")
+    assert oracle["items"] == 2 and oracle["metrics"]["functional"] == 1.0 and oracle["metrics"]["target_gone"] == 1.0
+    # a fix that makes the diagnostic go away but computes the wrong thing fails the tests
+    wrong = {"adds": "-2     return a + c\n+2     return a - b", "loops": "-2     return n +\n+2     return n + 2"}
+    script = [(r["buggy_code"].splitlines()[1].strip(), diff_reply(wrong[r["id"]])) for r in records]
+    with ScriptedLM(script=script) as server:
+        env = {"OTLAKE_LM_API_BASE": server.api_base, "OTLAKE_LM_API_KEY": "k"}
+        got = run_json(tmp_path, "w", "--bench", "jsonl", "--data", str(data), "--model", "openai/x", env=env)
+    m = got["metrics"]
+    assert m["applies"] == 1.0 and m["target_gone"] == 1.0 and m["functional"] == 0.0 and m["ast_exact"] == 0.0
+
+
+def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
+    home = str(tmp_path / "home")
+    missing = invoke("eval", "run", "--bench", "jsonl", "--data", str(tmp_path / "nope.jsonl"), "--model", "oracle",
+                     "--out", str(tmp_path / "o"), "--home", home)
+    assert missing.exit_code == 1 and "nope.jsonl: no such file" in missing.output
+    assert "Traceback" not in missing.output
+    model = invoke("eval", "run", "--model", "gpt", "--out", str(tmp_path / "o"), "--home", home, "--limit", "1")
+    assert model.exit_code == 1 and "model 'gpt'" in model.output and "Traceback" not in model.output
+    absent = invoke("eval", "list", "--home", str(tmp_path / "fresh"))
+    assert absent.exit_code == 1 and "no warehouse at" in absent.output
+    empty = invoke("eval", "list", "--home", home)  # the failed runs above made the warehouse, and no run
+    assert empty.exit_code == 0 and "no eval runs yet" in empty.output
+    report = invoke("eval", "report", str(tmp_path), "--out", str(tmp_path / "r"), "--home", home)
+    assert report.exit_code == 1 and "not an eval run folder" in report.output
+
+
+def test_inject_plants_bugs_that_the_oracle_then_repairs(tmp_path, chosen):
+    solutions = tmp_path / "solutions.jsonl"
+    picked = [i.record for i in chosen[:3]]
+    solutions.write_text("".join(json.dumps({"slug": r["slug"], "code": r["oracle_code"],
+                                             "examples": r["examples"], "description": r["description"]}) + "\n"
+                                 for r in picked) + '{"slug": "no-code"}\n')
+    out = tmp_path / "fresh"
+    result = invoke("eval", "inject", "--from", str(solutions), "--subtypes", "missing_colons,undefined_objects",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "no code" in result.output
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["python3_missing_colons.json", "python3_undefined_objects.json"]
+    planted = json.loads((out / "python3_missing_colons.json").read_text())
+    assert len(planted) == 3 and all(r["buggy_code"] != r["oracle_code"] for r in planted)
+    again = tmp_path / "again"
+    assert invoke("eval", "inject", "--from", str(solutions), "--subtypes", "missing_colons",
+                  "--out", str(again)).exit_code == 0
+    assert (again / "python3_missing_colons.json").read_bytes() == (out / "python3_missing_colons.json").read_bytes()
+    got = run_json(tmp_path, "judge", "--bench", "debugbench", "--data", str(out), "--model", "oracle")
+    assert got["items"] == 6 and got["metrics"]["target_gone"] == 1.0
+    assert set(got["by_subtype"]) == {"missing_colons", "undefined_objects"}
+
+
+def test_make_replit_freezes_held_out_pairs_that_later_datasets_leave_out(tmp_path):
+    from warehouse.store import Warehouse
+
+    from .test_dataset import UNDEFINED, Planter, program
+
+    home = tmp_path / "wh"
+    with Warehouse(home) as wh:
+        planter = Planter(wh.con)
+        for i in range(24):
+            planter.add(program(i), repl=f"r{i % 6}")
+        for i in range(24, 28):
+            planter.add(program(i), repl=f"r{i % 6}", rule="ruff[F821]")
+        planter.add(program(40), repl="secret", private=True)
+    base = ["--home", str(home)]
+    first = invoke("dataset", "build", "train-a", "--out", str(tmp_path / "train-a"), "--max", "10",
+                   "--no-debugbench", *base)
+    assert first.exit_code == 0, first.output
+    made = invoke("eval", "make-replit", "heldout", "--per-rule", "3", *base)
+    assert made.exit_code == 0, made.output
+    path = home / "eval-sets" / "heldout.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    con = duckdb.connect(str(home / "otlake.duckdb"))
+    try:
+        in_train = {r[0] for r in con.execute("SELECT pair_id FROM dataset_examples").fetchall()}
+        registered = con.execute("SELECT name, items, counts FROM eval_sets").fetchall()
+    finally:
+        con.close()
+    per_rule = {}
+    for r in records:
+        per_rule.setdefault(r["rule"], []).append(r["repl_id"])
+    assert set(per_rule) == {UNDEFINED, "ruff[F821]"}
+    assert all(len(repls) <= 3 and len(set(repls)) == len(repls) for repls in per_rule.values())
+    assert not {r["id"] for r in records} & in_train and "secret" not in {r["repl_id"] for r in records}
+    assert registered[0][:2] == ("heldout", len(records))
+    assert json.loads(registered[0][2])["dropped"]["in_a_dataset"] == 10
+    assert invoke("eval", "make-replit", "heldout", *base).exit_code == 1  # frozen: not replaced by accident
+
+    judged = run_json(tmp_path, "judge", "--bench", "replit", "--data", "heldout", "--model", "oracle", *base)
+    assert judged["items"] == len(records) and judged["metrics"]["target_gone"] == 1.0
+    assert set(judged["by_category"]) == {"pyright", "ruff"}
+
+    later = invoke("dataset", "build", "train-b", "--out", str(tmp_path / "train-b"), "--no-debugbench", *base)
+    assert later.exit_code == 0, later.output
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        in_b = {r[0] for r in con.execute("SELECT pair_id FROM dataset_examples WHERE dataset_id = 'train-b'")
+                .fetchall()}
+        params = json.loads(con.execute("SELECT params FROM datasets WHERE dataset_id = 'train-b'").fetchall()[0][0])
+    finally:
+        con.close()
+    assert in_b and not in_b & {r["id"] for r in records}
+    assert str(path.absolute()) in {s["path"] for s in params["eval_sets"]}
