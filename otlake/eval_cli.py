@@ -259,9 +259,15 @@ def make_replit(name: str, per_rule: int, seed: int, out: Path | None, extra: tu
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the site of each bug.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for python3_<subtype>.json files in DebugBench's format.")
+@click.option("--injector", type=click.Choice(["rules", "lm", "both"]), default="rules", show_default=True,
+              help="rules: deterministic rule-based injectors; lm: ask an LM (--lm) for a one-line bug; both.")
+@click.option("--lm", "model", default=None,
+              help="The LM for --injector lm: a DSPy model string (with $OTLAKE_LM_API_BASE) or local[:MODEL].")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Warm pyright language servers for the checks.")
-def inject(source: str, subtypes: str | None, seed: int, out: Path, workers: int) -> None:
+@home_option
+def inject(source: str, subtypes: str | None, seed: int, out: Path, injector: str, model: str | None, workers: int,
+           home: str | None) -> None:
     """Plant DebugBench-style bugs into correct solutions; keep those the meta-LSP flags at the planted line.
 
     New problems after a model's training cutoff (the LiveCodeBench idea):
@@ -286,8 +292,15 @@ def inject(source: str, subtypes: str | None, seed: int, out: Path, workers: int
     solutions, bad = read_solutions(source)
     for line in bad:
         click.echo(f"skipped {line}", err=True)
-    with LspPool(size=workers) as pool:
-        result = inject_bugs(solutions, chosen, seed, pool, out, bad)
+    injectors = ("rules", "lm") if injector == "both" else (injector,)
+    with contextlib.ExitStack() as stack:
+        lm = None
+        if "lm" in injectors:
+            from .cli import _lm_settings
+
+            lm = _lm_settings(stack, model, 4, home)
+        pool = stack.enter_context(LspPool(size=workers))
+        result = inject_bugs(solutions, chosen, seed, pool, out, bad, injectors, lm)
     rows = [(s, c["solutions"], c["kept"], ", ".join(f"{k.removeprefix('dropped:')} {v}" for k, v in c.items()
                                                     if k.startswith("dropped:")))
             for s, c in result.counts.items()]

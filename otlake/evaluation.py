@@ -324,25 +324,43 @@ def read_solutions(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
 
 def inject_bugs(solutions: Sequence[dict], subtypes: Sequence[str], seed: int, pool, out: str | os.PathLike,
-                bad: Sequence[str] = ()) -> Injected:
-    """Plant one bug per (solution, subtype), keep what the meta-LSP flags, write DebugBench-format files."""
+                bad: Sequence[str] = (), injectors: Sequence[str] = ("rules",), lm=None) -> Injected:
+    """Plant one bug per (solution, subtype, injector), keep what the meta-LSP flags, write DebugBench files.
+
+    Injectors: 'rules' (eval.inject, deterministic) and 'lm' (eval.inject_lm, through DSPy with `lm`).
+    """
     from eval.inject import CATEGORY, inject, keep_flagged
     from eval.metrics import ast_dump
 
     result = Injected(bad=list(bad))
     planted = []
+    asks = []
     for subtype in subtypes:
         counts = result.counts.setdefault(subtype, Counter())
         for record in solutions:
-            counts["solutions"] += 1
             if ast_dump(record["oracle_code"]) is None:
-                counts["dropped:solution_does_not_parse"] += 1
+                counts["solutions"] += len(injectors)
+                counts["dropped:solution_does_not_parse"] += len(injectors)
                 continue
-            injection = inject(record["oracle_code"], subtype, seed)
-            if injection is None:
-                counts["dropped:no_site"] += 1
-                continue
-            planted.append((f"{subtype}\0{record['slug']}", injection, record))
+            for injector in injectors:
+                counts["solutions"] += 1
+                if injector == "lm":
+                    asks.append((subtype, record))
+                    continue
+                injection = inject(record["oracle_code"], subtype, seed)
+                if injection is None:
+                    counts["dropped:no_site"] += 1
+                    continue
+                planted.append((f"{subtype}\0{record['slug']}\0rules", injection, record))
+    if asks:
+        from eval.inject_lm import lm_inject
+
+        answers = lm_inject([(r["slug"], r["oracle_code"], st) for st, r in asks], lm)
+        for (subtype, record), got in zip(asks, answers):
+            if got.injection is None:
+                result.counts[subtype][f"dropped:lm_{got.reason.split(':')[0]}"] += 1
+            else:
+                planted.append((f"{subtype}\0{record['slug']}\0lm", got.injection, record))
     verdicts = keep_flagged([(key, injection) for key, injection, _r in planted], pool)
     for (key, injection, record), (_key, _inj, diagnostic, reason) in zip(planted, verdicts):
         subtype = key.split("\0")[0]
@@ -352,6 +370,7 @@ def inject_bugs(solutions: Sequence[dict], subtypes: Sequence[str], seed: int, p
         result.counts[subtype]["kept"] += 1
         result.records.setdefault(subtype, []).append({
             **{k: v for k, v in record.items() if k not in CODE_FIELDS}, "oracle_code": record["oracle_code"],
+            "injector": key.split("\0")[2],
             "buggy_code": injection.buggy_code, "explanations": injection.explanation, "subtype": subtype,
             "category": CATEGORY[subtype], "planted_line": injection.line,
             "diagnostic": {"code": diagnostic.code, "message": diagnostic.message, "line": diagnostic.start_line + 1}

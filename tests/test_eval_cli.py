@@ -225,3 +225,61 @@ def test_make_replit_freezes_held_out_pairs_that_later_datasets_leave_out(tmp_pa
         con.close()
     assert in_b and not in_b & {r["id"] for r in records}
     assert str(path.absolute()) in {s["path"] for s in params["eval_sets"]}
+
+
+def test_the_readme_eval_section_runs_with_a_scripted_server_for_the_local_model(tmp_path):
+    """README's "Evaluating repair models" bash block, as one script: `--model local` is the scripted server
+    (its default answer: no diff), --limit 50/20 is 6, ../shared is the shared folder beside the repository."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("\n## Evaluating repair models\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    script = block.replace("--model local", "--model openai/scripted")
+    script = re.sub(r"--limit \d+", "--limit 6", script).replace("../shared/", f"{DEBUGBENCH.parents[1]}/")
+    assert script.count("openai/scripted") == 4 and "--limit 6" in script
+    with ScriptedLM(default=malformed_reply()) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTLAKE_", "OPENAI_"))}
+        env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                   PYRIGHT_PYTHON_IGNORE_WARNINGS="1", OTLAKE_LM_API_BASE=server.api_base)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        asked = server.request_count
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert asked > 0
+    assert (tmp_path / "eval-report" / "report.md").exists()
+    assert sorted(p.name for p in (tmp_path / "fresh-bugs").iterdir()) == ["python3_unclosed_string.json",
+                                                                         "python3_undefined_objects.json"]
+    assert "target_gone" in done.stdout  # the SQL at the end printed its table
+
+
+def test_an_lm_injector_plants_only_what_applies_changes_one_line_and_is_flagged(tmp_path, chosen):
+    picked = [i.record for i in chosen[:3]]
+    solutions = tmp_path / "solutions.json"
+    solutions.write_text(json.dumps([{"slug": r["slug"], "oracle_code": r["oracle_code"]} for r in picked]))
+    replies = []
+    for n, record in enumerate(picked):
+        lines = record["oracle_code"].split("\n")
+        at = next(i for i, line in enumerate(lines) if line.rstrip().endswith(":") and "def " in line)
+        key = _unique_line(record["oracle_code"], [r["oracle_code"] for r in picked])
+        if n == 0:  # a right one: the colon of a def dropped
+            replies.append((key, diff_reply(f"-{at + 1} {lines[at]}\n+{at + 1} {lines[at].rstrip()[:-1]}")))
+        elif n == 1:  # two lines changed: not a planted bug of one line
+            replies.append((key, diff_reply(f"-{at + 1} {lines[at]}\n-{at + 2} {lines[at + 1]}")))
+        else:  # text that does not match the code
+            replies.append((key, diff_reply(f"-{at + 1} not the line\n+{at + 1} x")))
+    with ScriptedLM(script=replies, default=malformed_reply()) as server:
+        env = {"OTLAKE_LM_API_BASE": server.api_base, "OTLAKE_LM_API_KEY": "k"}
+        result = invoke("eval", "inject", "--from", str(solutions), "--subtypes", "missing_colons", "--injector",
+                        "both", "--lm", "openai/scripted", "--out", str(tmp_path / "out"), "--home",
+                        str(tmp_path / "home"), env=env)
+    assert result.exit_code == 0, result.output
+    assert "lm_not_one_line 1" in result.output and "lm_bad_diff 1" in result.output
+    records = json.loads((tmp_path / "out" / "python3_missing_colons.json").read_text())
+    by = {(r["slug"], r["injector"]) for r in records}
+    assert (picked[0]["slug"], "lm") in by and {s for s, i in by if i == "lm"} == {picked[0]["slug"]}
+    assert {s for s, i in by if i == "rules"} == {r["slug"] for r in picked}
