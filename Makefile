@@ -17,7 +17,7 @@ demo: install
 	$(UV) run --frozen otlake demo
 
 test: install
-	$(UV) run --frozen pytest -n 2 --dist loadfile
+	$(UV) run --frozen --group hf pytest -n 2 --dist loadfile
 
 bench: install
 	$(UV) run --frozen python -m bench.run

@@ -39,6 +39,10 @@ DEBUGBENCH_CATEGORY = {
 }
 
 
+# never a target: layout that no repair is about (the pairs stage's stylistic rules, and whitespace)
+STYLISTIC = frozenset({"ruff[E501]", "ruff[I001]", "ruff[W291]", "ruff[W292]", "ruff[W293]", "ruff[W391]"})
+
+
 @dataclass(frozen=True)
 class EvalItem:
     """One repair problem: buggy code, the reference fix, what the model is shown and how it is tested."""
@@ -166,12 +170,14 @@ def changed_lines(buggy: str, reference: str) -> set[int]:
 
 
 def choose_target(item: EvalItem, buggy: Sequence[Diagnostic], reference: Sequence[Diagnostic]) -> Diagnostic | None:
-    """The diagnostic the bug brought: on the buggy code more often than on the reference; errors first,
-    then on or next to the changed lines, nearest first, pyright before ruff; None when there is none."""
+    """The diagnostic the bug brought: on the buggy code more often than on the reference (never a STYLISTIC
+    one); errors first, then on or next to the changed lines, nearest first, pyright before ruff; else None."""
     have = Counter(_key(d) for d in reference)
     seen: Counter = Counter()
     new = []
     for d in sorted(buggy, key=lambda d: d.sort_key()):
+        if d.code in STYLISTIC:
+            continue
         seen[_key(d)] += 1
         if seen[_key(d)] > have[_key(d)]:
             new.append(d)

@@ -7,7 +7,7 @@ empty diff (the floor). A DSPy LM is called through synth.program (the same
 repair program synthesis uses, no few-shot demos) with the eval's sampling
 settings; sample k of an item is DSPy's rollout k, so samples are cached
 apart. A Hugging Face checkpoint is run with transformers (its own
-dependency group: `uv sync --group train`), its chat template around the
+dependency group: `uv sync --group hf`), its chat template around the
 same prompt text that training examples have.
 """
 
@@ -141,10 +141,14 @@ class HfModel:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
             except ImportError as e:
                 raise EvalError(f"model {self.path}: running a Hugging Face checkpoint needs torch and "
-                                "transformers: `uv sync --group train`") from e
+                                "transformers: `uv sync --group hf`") from e
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # stdout/stderr carry our output (--format json)
+            hf_logging.set_verbosity_error()
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             tokenizer = AutoTokenizer.from_pretrained(self.path)
-            model = AutoModelForCausalLM.from_pretrained(self.path, torch_dtype="auto").to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(self.path).to(device).eval()
             self._loaded = (torch, tokenizer, model, device)
         return self._loaded
 

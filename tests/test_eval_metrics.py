@@ -95,6 +95,8 @@ def test_choose_target_takes_the_new_error_next_to_the_bug_not_leetcode_names():
     lenn_ruff = _diag(2, "ruff[F821]", "Undefined name `lenn`", severity=2)
     got = choose_target(item, [list_undefined, lenn_ruff, lenn], [list_undefined])
     assert got == lenn
+    whitespace = _diag(2, "ruff[W291]", "Trailing whitespace")
+    assert choose_target(item, [list_undefined, whitespace], [list_undefined]) is None  # layout is never a target
     assert choose_target(item, [list_undefined], [list_undefined]) is None
 
 
