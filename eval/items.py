@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsp_runner.diagnostic import Diagnostic, normalize_message
+from lsp_runner.snapshot import BadSnapshotPath, safe_relpath
 from synth.linediff import opcodes, split_lines
 from synth.schema import RULE, Prompt
 
@@ -111,15 +112,15 @@ def load_jsonl(paths: Sequence[str | Path], bench: str = "jsonl") -> tuple[list[
     items, skipped = [], []
     for file in _files(paths, (".jsonl",)):
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise EvalError(f"JSONL file {file}: not readable ({e})") from e
+            lines = file.read_bytes().split(b"\n")
+        except OSError as e:
+            raise EvalError(f"JSONL file {file}: not readable ({e.strerror})") from e
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             where = f"{file.name}:{number}"
             try:
-                record = json.loads(line)
+                record = json.loads(line)  # bytes: UTF-8 (or UTF-16/32 with a BOM), else a ValueError
             except ValueError as e:
                 skipped.append(Skipped(where, f"bad_record: not JSON ({e})"))
                 continue
@@ -142,6 +143,13 @@ def _jsonl_item(record: Mapping, bench: str) -> EvalItem:
     if not isinstance(path, str) or not isinstance(files, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise EvalError("'path' must be text and 'files' an object of path -> text")
+    for name in (path, *files):
+        try:
+            safe_relpath(name)
+        except BadSnapshotPath as e:
+            raise EvalError(f"{e}: paths are relative to the project's root") from None
+    if not path.endswith(".py"):
+        raise EvalError(f"path {path!r}: the buggy file must be a Python file (.py)")
     for name in ("tests", "entry_point", "category", "subtype"):
         if record.get(name) is not None and not isinstance(record[name], str):
             raise EvalError(f"'{name}' must be text")

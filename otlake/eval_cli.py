@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -114,15 +115,18 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
     if tests.get("items"):
         click.echo(f"tests: {tests['with_tests']} of {tests['items']} items have tests; references passing their "
                    f"derived tests: {_pct(tests['reference_pass_rate'])}")
-    click.echo(summary_table(report.metrics, report.by_subtype, samples))
+    skipped = Counter(r["subtype"] or "-" for r in report.result.rows if r["status"] == "skipped")
+    click.echo(summary_table(report.metrics, report.by_subtype, samples, skipped))
 
 
-def summary_table(metrics: dict, groups: dict, samples: int) -> str:
-    """The metrics table: one row for all items, then one per group."""
+def summary_table(metrics: dict, groups: dict, samples: int, skipped: Counter) -> str:
+    """The metrics table: one row for all items, then one per group (items skipped beside the items scored)."""
     names = list(SHOWN) + ([f"{m}@{samples}" for m in SHOWN] if samples > 1 else [])
-    rows = [("all", metrics.get("items", 0), *(_pct(metrics.get(n)) for n in names))]
-    rows += [(g, v["items"], *(_pct(v.get(n)) for n in names)) for g, v in groups.items()]
-    return render(["group", "items", *names], rows, "table")
+    rows = [("all", metrics.get("items", 0), sum(skipped.values()), *(_pct(metrics.get(n)) for n in names))]
+    for g in sorted(set(groups) | set(skipped)):
+        v = groups.get(g, {"items": 0})
+        rows.append((g, v["items"], skipped.get(g, 0), *(_pct(v.get(n)) for n in names)))
+    return render(["group", "items", "skipped", *names], rows, "table")
 
 
 def write_run(report, out: Path) -> None:

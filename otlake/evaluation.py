@@ -99,7 +99,7 @@ def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, se
                 [run_id, bench, model.name, _json(files), _json(model.settings()), prompt_hash(), _json(sampling),
                  options.samples])
     try:
-        result = evaluate(chosen, model, options, check, skipped if options.limit is None else (), progress)
+        result = evaluate(chosen, model, options, check, skipped, progress)
     except BaseException:
         con.execute("UPDATE eval_runs SET status = 'failed', finished_at = now() WHERE run_id = ?", [run_id])
         raise

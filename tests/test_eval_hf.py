@@ -24,9 +24,7 @@ def checkpoint(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     folder = tmp_path_factory.mktemp("ckpt")
-    words = sorted(set("<code> </code> <lsp_error> </lsp_error> <error_line> </error_line> <diff> </diff> "
-                       "#main.py def add ( a , b ) : return + c - 1 2 3 ruff [ F821 ] Undefined name ` "
-                       "pyright reportUndefinedVariable is not defined \" user assistant".split()))
+    words = sorted({"<code>", "</code>", "<lsp_error>", "</lsp_error>", "<error_line>", "</error_line>", "<diff>", "</diff>", "#main.py", "def", "add", "(", "a", ",", "b", ")", ":", "return", "+", "c", "-", "1", "2", "3", "ruff", "[", "F821", "]", "Undefined", "name", "`", "pyright", "reportUndefinedVariable", "is", "not", "defined", '"', "user", "assistant"})
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

@@ -122,13 +122,16 @@ def test_jsonl_bench_keeps_good_lines_and_names_bad_ones(tmp_path):
         {"id": "bad-line", "buggy_code": "a\n", "fixed_code": "b\n", "rule": "ruff[F821]", "message": "m", "line": 9},
         {"buggy_code": "no id"},
     ]
-    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n{not json\n\n")
+    escapes = {"id": "up", "buggy_code": "a\n", "fixed_code": "b\n", "files": {"../x.py": "1"}}
+    path.write_bytes(("\n".join(json.dumps(x) for x in lines) + "\n{not json\n\n").encode()
+                     + b'{"id": "bytes", "buggy_code": "\xff", "fixed_code": "b"}\n' + json.dumps(escapes).encode())
     items, skipped = load_jsonl([path])
     assert [i.id for i in items] == ["ok", "given"]
     assert items[1].target.code == "ruff[F821]" and items[1].target.start_line == 0
     assert items[1].prompt().line == 1
     reasons = {s.id: s.reason for s in skipped}
-    assert set(reasons) == {"mine.jsonl:3", "mine.jsonl:4", "mine.jsonl:5"}
+    assert set(reasons) == {"mine.jsonl:3", "mine.jsonl:4", "mine.jsonl:5", "mine.jsonl:7", "mine.jsonl:8"}
+    assert "escapes" in reasons["mine.jsonl:8"]  # a line with bad bytes or a bad path costs that line only
     assert "line" in reasons["mine.jsonl:3"] and "id" in reasons["mine.jsonl:4"]
     assert "not JSON" in reasons["mine.jsonl:5"]
     with pytest.raises(EvalError, match="no such file"):
