@@ -46,6 +46,33 @@ def one(home, model, options: RunOptions, pool: LspPool, fewshot: int = 0) -> di
     return got
 
 
+METRICS = ("extracted", "applies", "target_gone", "functional", "ast_exact", "ast_or_string")
+
+
+def markdown(results: dict) -> str:
+    """Tables for BENCHMARKS.md: every run overall, then every metric per subtype for each run."""
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    def head(first: str, extra: tuple[str, ...] = ()) -> str:
+        columns = (first, "items", *METRICS, *extra)
+        return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+
+    out = [head("run", ("s per item", "items/s"))]
+    for r in results["runs"]:
+        name = f"{r['model']}" + (f", {r['fewshot']}-shot" if r["fewshot"] else "")
+        m = r["metrics"]
+        out.append(f"| {name} | {m.get('items', 0)} | " + " | ".join(
+            pct(m.get(k)) + (f" ({m.get('functional_items')})" if k == "functional" else "") for k in METRICS)
+            + f" | {r['seconds_per_item']} | {r['items_per_s']} |")
+    for r in results["runs"]:
+        name = f"{r['model']}" + (f", {r['fewshot']}-shot" if r["fewshot"] else "")
+        out += ["", f"**{name}** per subtype", "", head("subtype")]
+        for subtype, m in sorted(r["by_subtype"].items()):
+            out.append(f"| {subtype} | {m['items']} | " + " | ".join(pct(m.get(k)) for k in METRICS) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.eval_repair")
     parser.add_argument("--limit", type=int, default=100, help="items for the local model (all for oracle/noop)")
@@ -69,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                     results["runs"].append(one(home, resolve_model(settings.model, settings),
                                                RunOptions(limit=args.limit), pool, fewshot=k))
     save("eval_repair", results)
+    (OUT / "eval_repair.md").write_text(markdown(results))
     return results
 
 

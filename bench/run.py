@@ -1,18 +1,29 @@
 """`make bench`: every benchmark, results in bench-data/*.json (copy figures into BENCHMARKS.md).
 
-`python -m bench.run NAME...` runs some. `lm_synth` (about an hour with the real local model) runs only
-when named.
+`python -m bench.run NAME...` runs some. `lm_synth` and `eval_repair_lm` (about an hour each with the
+real local model) run only when named.
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import dataset, ingest, lm_serving, lm_synth, pairs, replay, timetravel, usermine
+from . import (
+    dataset,
+    eval_repair,
+    ingest,
+    lm_serving,
+    lm_synth,
+    pairs,
+    replay,
+    timetravel,
+    usermine,
+)
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs", "dataset", "usermine", "lm_serving"}
+    which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs", "dataset", "usermine", "lm_serving",
+                                  "eval_repair"}
     if "replay" in which:
         replay.main()
     if "timetravel" in which:
@@ -29,6 +40,10 @@ def main() -> None:
         lm_serving.main()
     if "lm_synth" in which:  # LM diffs from the local model through the verification chain
         lm_synth.main([])
+    if "eval_repair" in which:  # oracle and noop on every DebugBench record (the model figures: eval_repair_lm)
+        eval_repair.main(["--no-lm"])
+    if "eval_repair_lm" in which:  # and the local 0.5B model, 0- and 3-shot, on 100 items (about an hour)
+        eval_repair.main(["--limit", "100", "--fewshot", "0,3"])
 
 
 if __name__ == "__main__":
