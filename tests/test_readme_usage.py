@@ -25,7 +25,8 @@ from synth.showcase import types_on, whole_tokens
 from tests.lm_server import ScriptedLM, diff_reply, verdict_reply
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SMALLER = [(re.compile(r"(otlake simulate --repls )\d+"), r"\g<1>2"),
+# 6 repls: with fewer, the held-out set (`eval make-replit`) takes every pair the training set could have
+SMALLER = [(re.compile(r"(otlake simulate --repls )\d+"), r"\g<1>6"),
            (re.compile(r"(otlake demo --repls )\d+"), r"\g<1>1"),
            (re.compile(r"(--long-session )\d+"), r"\g<1>2000")]
 LM_BASE = re.compile(r"OTLAKE_LM_API_BASE=\S+")
