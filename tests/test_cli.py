@@ -37,9 +37,12 @@ def ingested(cli, tmp_path):
 
 
 def test_every_command_has_help_with_an_example(cli):
-    for name in main.commands:
+    for name, command in main.commands.items():
         text = cli(name, "--help").output
         assert "Example" in text and f"otlake {name}" in text, name
+        for sub in getattr(command, "commands", {}):  # a group's own commands too (otlake eval run, ...)
+            text = cli(name, sub, "--help").output
+            assert "Example" in text and f"otlake {name} {sub}" in text, f"{name} {sub}"
 
 
 def test_ingest_prints_its_reconciliation(ingested):

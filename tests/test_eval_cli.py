@@ -70,6 +70,11 @@ def test_oracle_is_the_ceiling_and_noop_the_floor_on_debugbench(tmp_path):
     assert oracle["run_id"] in text and noop["run_id"] in text and "| 100.0% |" in text
     for png in ("metrics.png", "by_category.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a report of the noop run alone gets the oracle run on the same items beside it, from the warehouse
+    alone = invoke("eval", "report", str(tmp_path / "noop"), "--out", str(tmp_path / "alone"),
+                   "--home", str(tmp_path / "home"))
+    assert alone.exit_code == 0 and "(2 runs)" in alone.output
+    assert oracle["run_id"] in (tmp_path / "alone" / "report.md").read_text()
 
 
 def test_a_scripted_lm_is_scored_per_sample_with_pass_at_k(tmp_path, chosen):
