@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lsp_runner.syntax import python_parses
 from synth.errors import DiffError
 from synth.linediff import apply, extract, numbered, parse, split_lines
 from synth.lm import LmSettings, build_lm, call_lm, load_dspy, run_bounded
 
 from .inject import CATEGORY, Injection
-from .metrics import ast_dump
 
 KINDS = {
     "illegal_comment": "a line of code turned into a comment with another language's marker (// or /* */)",
@@ -56,7 +56,7 @@ def lm_inject(codes: Sequence[tuple[str, str, str]], settings: LmSettings) -> li
         return []
     dspy = load_dspy(settings)
     lm = build_lm(settings)
-    program = _program()()
+    program = dspy.Predict(_signature())
     adapter = dspy.ChatAdapter()
 
     def one(job: tuple[str, str, str]) -> LmInjection:
@@ -83,7 +83,7 @@ def check_injection(code: str, subtype: str, answer: str) -> LmInjection:
         return LmInjection(None, "not_one_line", answer)
     if buggy == code:
         return LmInjection(None, "no_change", answer)
-    parses = ast_dump(buggy) is not None
+    parses = python_parses(buggy)
     if parses == (CATEGORY[subtype] == "syntax"):
         return LmInjection(None, "still_parses" if parses else "does_not_parse", answer)
     line = ops[0].number
@@ -93,7 +93,7 @@ def check_injection(code: str, subtype: str, answer: str) -> LmInjection:
 
 
 @functools.cache
-def _program() -> Any:
+def _signature() -> Any:
     dspy = load_dspy()
 
     class InjectSignature(dspy.Signature):
@@ -103,12 +103,4 @@ def _program() -> Any:
         bug_kind: str = dspy.InputField(desc="the kind of bug to plant")
         diff: str = dspy.OutputField(desc="'-N old' then '+N new': one line replaced")
 
-    class InjectProgram(dspy.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.predict = dspy.Predict(InjectSignature)
-
-        def forward(self, code: str, bug_kind: str) -> Any:
-            return self.predict(code=code, bug_kind=bug_kind)
-
-    return InjectProgram
+    return InjectSignature

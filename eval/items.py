@@ -84,7 +84,7 @@ class Skipped:
 
 def load_debugbench(paths: Sequence[str | Path]) -> tuple[list[EvalItem], list[Skipped]]:
     """Items from DebugBench-format files (a JSON list of records) or folders of `*.json` files."""
-    items, skipped = [], []
+    items, skipped, taken = [], [], set()
     for file in _files(paths, (".json",)):
         subtype = file.stem.removeprefix("python3_")
         category = DEBUGBENCH_CATEGORY.get(subtype, "other")
@@ -102,14 +102,14 @@ def load_debugbench(paths: Sequence[str | Path]) -> tuple[list[EvalItem], list[S
             if reason:
                 skipped.append(Skipped(where, f"bad_record: {reason}", category, subtype))
                 continue
-            items.append(EvalItem(_unique(rid, items), "debugbench", category, subtype,
+            items.append(EvalItem(_unique(rid, taken), "debugbench", category, subtype,
                                   record["buggy_code"], record["oracle_code"], record=record))
     return items, skipped
 
 
 def load_jsonl(paths: Sequence[str | Path], bench: str = "jsonl") -> tuple[list[EvalItem], list[Skipped]]:
     """Items from plain JSONL files (see the module docstring)."""
-    items, skipped = [], []
+    items, skipped, taken = [], [], set()
     for file in _files(paths, (".jsonl",)):
         try:
             lines = file.read_bytes().split(b"\n")
@@ -133,7 +133,7 @@ def load_jsonl(paths: Sequence[str | Path], bench: str = "jsonl") -> tuple[list[
             except (EvalError, ValueError, TypeError) as e:
                 skipped.append(Skipped(where, f"bad_record: {e}"))
                 continue
-            items.append(EvalItem(**{**item.__dict__, "id": _unique(item.id, items)}))
+            items.append(EvalItem(**{**item.__dict__, "id": _unique(item.id, taken)}))
     return items, skipped
 
 
@@ -236,12 +236,10 @@ def _missing(record: object, names: tuple[str, ...]) -> str:
     return f"missing or not text: {', '.join(bad)}" if bad else ""
 
 
-def _unique(rid: str, items: list[EvalItem]) -> str:
-    """The id, with '#2', '#3'... when an earlier item has it (DebugBench repeats slugs across files only)."""
-    taken = {i.id for i in items}
-    if rid not in taken:
-        return rid
-    n = 2
-    while f"{rid}#{n}" in taken:
-        n += 1
-    return f"{rid}#{n}"
+def _unique(rid: str, taken: set[str]) -> str:
+    """The id, with '#2', '#3'... when an earlier item has it; the id returned is added to `taken`."""
+    n, out = 2, rid
+    while out in taken:
+        out, n = f"{rid}#{n}", n + 1
+    taken.add(out)
+    return out

@@ -17,7 +17,7 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -100,8 +100,6 @@ class DspyModel:
                 "fewshot_ids": [e.id for e in self.fewshot]}
 
     def answer(self, items: Sequence[EvalItem], samples: int, sampling: Sampling) -> list[list[Answer]]:
-        from dataclasses import replace
-
         from synth.program import synthesize
 
         out: list[list[Answer]] = [[] for _ in items]

@@ -91,6 +91,10 @@ def prepare_targets(items: Sequence[EvalItem], check: Check) -> tuple[list[EvalI
             reason = (before.reason if before else "") or (after.reason if after else "") or "no result"
             chosen[item.id] = Skipped(item.id, f"lsp_failed: {reason}"[:300], item.category, item.subtype)
             continue
+        unchecked = before.skipped.get(item.path) or after.skipped.get(item.path)
+        if unchecked:  # e.g. a file past the servers' size limit: nothing new can be seen, so say why
+            chosen[item.id] = Skipped(item.id, f"not_checked: {unchecked}"[:300], item.category, item.subtype)
+            continue
         target = choose_target(item, before.diagnostics.get(item.path, []), after.diagnostics.get(item.path, []))
         chosen[item.id] = (replace(item, target=target) if target else
                            Skipped(item.id, "no_diagnostic: the meta-LSP reports nothing new on the buggy code",

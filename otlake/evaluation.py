@@ -330,7 +330,7 @@ def inject_bugs(solutions: Sequence[dict], subtypes: Sequence[str], seed: int, p
     Injectors: 'rules' (eval.inject, deterministic) and 'lm' (eval.inject_lm, through DSPy with `lm`).
     """
     from eval.inject import CATEGORY, inject, keep_flagged
-    from eval.metrics import ast_dump
+    from lsp_runner.syntax import python_parses
 
     result = Injected(bad=list(bad))
     planted = []
@@ -338,7 +338,7 @@ def inject_bugs(solutions: Sequence[dict], subtypes: Sequence[str], seed: int, p
     for subtype in subtypes:
         counts = result.counts.setdefault(subtype, Counter())
         for record in solutions:
-            if ast_dump(record["oracle_code"]) is None:
+            if not python_parses(record["oracle_code"]):
                 counts["solutions"] += len(injectors)
                 counts["dropped:solution_does_not_parse"] += len(injectors)
                 continue

@@ -150,6 +150,11 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     assert absent.exit_code == 1 and "no warehouse at" in absent.output
     empty = invoke("eval", "list", "--home", home)  # the failed runs above made the warehouse, and no run
     assert empty.exit_code == 0 and "no eval runs yet" in empty.output
+    big = tmp_path / "big.jsonl"  # past the language servers' file size limit: skipped, saying so
+    big.write_text(json.dumps({"id": "big", "buggy_code": "x = 1\n" * 100_000 + "print(y)\n",
+                               "fixed_code": "x = 1\n" * 100_000 + "print(1)\n"}) + "\n")
+    huge = run_json(tmp_path, "big", "--bench", "jsonl", "--data", str(big), "--model", "oracle", "--home", home)
+    assert huge["items"] == 0 and huge["skipped"] == {"not_checked": 1}
     report = invoke("eval", "report", str(tmp_path), "--out", str(tmp_path / "r"), "--home", home)
     assert report.exit_code == 1 and "not an eval run folder" in report.output
 

@@ -13,6 +13,7 @@ import pytest
 from eval.errors import EvalError
 from eval.inject import CATEGORY, SUBTYPES, Injection, candidate_sites, inject, keep_flagged
 from lsp_runner import LspPool
+from lsp_runner.syntax import python_parses
 from otlake.dataset_cli import DEBUGBENCH
 
 SEEDS = range(4)
@@ -30,14 +31,6 @@ def _oracles(per_file: int) -> list[tuple[str, str]]:
 ORACLES = _oracles(8)
 
 
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except SyntaxError:
-        return False
-    return True
-
-
 def _bound(tree: ast.AST) -> set[str]:
     """Every name the code binds: assignment targets, parameters, defs, classes, imports."""
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
@@ -53,7 +46,7 @@ def _on_line(tree: ast.AST, line: int, kind: type) -> list:
 
 def test_the_shared_oracles_are_there_and_parse():
     assert len(ORACLES) > 60
-    assert all(_parses(code) for _, code in ORACLES)
+    assert all(python_parses(code) for _, code in ORACLES)
 
 
 @pytest.mark.parametrize("subtype", SUBTYPES)
@@ -75,7 +68,7 @@ def test_one_line_changed_deterministically_with_the_right_kind_of_error(subtype
             assert len(before) == len(after), slug
             assert [i + 1 for i, (a, b) in enumerate(zip(before, after)) if a != b] == [bug.line], slug
             assert bug.original_line == before[bug.line - 1] and bug.original_code == code
-            assert _parses(bug.buggy_code) == (CATEGORY[subtype] == "reference"), (slug, after[bug.line - 1])
+            assert python_parses(bug.buggy_code) == (CATEGORY[subtype] == "reference"), (slug, after[bug.line - 1])
             assert bug.explanation.endswith(".") and "\n" not in bug.explanation and bug.explanation.count(". ") == 0
     # every oracle offers these; the others need a comparison, a subscript, a call or a builtin name
     assert planted >= len(ORACLES) * (0.95 if subtype not in ("misused_equals", "faulty_indexing",
