@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 export UV_LINK_MODE := copy
 
-.PHONY: install demo test bench lint clean
+.PHONY: install train-env demo test bench lint clean
 
 install: .venv/.installed
 
@@ -13,10 +13,18 @@ install: .venv/.installed
 	$(UV) sync --frozen
 	@touch $@
 
+# LLM Foundry, torch 2.7.0 and the transformers it pins: a uv project of its own (envs/train), never in .venv
+train-env: envs/train/.venv/.installed
+
+envs/train/.venv/.installed: envs/train/pyproject.toml envs/train/uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	cd envs/train && $(UV) sync --frozen
+	@touch $@
+
 demo: install
 	$(UV) run --frozen otlake demo
 
-test: install
+test: install train-env
 	$(UV) run --frozen --group hf pytest -n 2 --dist loadfile
 
 bench: install
@@ -26,4 +34,4 @@ lint: install
 	$(UV) run --frozen ruff check .
 
 clean:
-	rm -rf .venv otlake-data bench-data .pytest_cache
+	rm -rf .venv envs/train/.venv otlake-data bench-data .pytest_cache

@@ -179,12 +179,81 @@ class HfModel:
         return out
 
 
+class ChatModel:
+    """A served model asked in the training form: the sentinel prompt as the one user turn of a chat request.
+
+    `chat:local[:MODEL]` or `chat:openai/<served-name>`: an OpenAI-compatible /v1/chat/completions endpoint
+    (the local llama.cpp server, vLLM), sent the same text a fine-tuned model saw in training
+    (`otlake train config --template chat`), with no DSPy instructions or field markers around it. The
+    answer is scored as it comes, like a Hugging Face checkpoint's.
+    """
+
+    def __init__(self, lm: LmSettings) -> None:
+        if not lm.api_base:
+            raise EvalError(f"model chat:{lm.model}: needs an OpenAI-compatible server (local, or "
+                            "$OTLAKE_LM_API_BASE)")
+        self.lm = lm
+        self.name = f"chat:{lm.model}"
+
+    def settings(self) -> dict:
+        return {"kind": "chat", "model": self.lm.model, "api_base": self.lm.api_base}
+
+    def _ask(self, client, prompt: str, sampling: Sampling, seed: int) -> Answer:
+        import httpx
+
+        body = {"model": self.lm.model.partition("/")[2] or self.lm.model,
+                "messages": [{"role": "user", "content": prompt}], "temperature": sampling.temperature,
+                "top_p": sampling.top_p, "top_k": sampling.top_k, "max_tokens": sampling.max_tokens, "seed": seed}
+        digest = hashlib.sha256(prompt.encode()).hexdigest()
+        start = time.monotonic()
+        for attempt in range(self.lm.num_retries + 1):
+            try:
+                r = client.post("/chat/completions", json=body)
+                if r.status_code in (429, 500, 502, 503, 504) and attempt < self.lm.num_retries:
+                    time.sleep(min(self.lm.backoff_s * 2 ** attempt, self.lm.max_backoff_s))
+                    continue
+                r.raise_for_status()
+                data = r.json()
+                choice = data["choices"][0]
+                usage = data.get("usage") or {}
+                error = "truncated" if choice.get("finish_reason") == "length" else None
+                return Answer(choice["message"]["content"] or "", error, round(time.monotonic() - start, 3),
+                              int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), digest)
+            except (httpx.HTTPError, ValueError, KeyError, IndexError) as e:
+                if attempt >= self.lm.num_retries:
+                    return Answer(f"{type(e).__name__}: {e}", "lm_error", round(time.monotonic() - start, 3),
+                                  prompt_hash=digest)
+                time.sleep(min(self.lm.backoff_s * 2 ** attempt, self.lm.max_backoff_s))
+        raise AssertionError("unreachable")
+
+    def answer(self, items: Sequence[EvalItem], samples: int, sampling: Sampling) -> list[list[Answer]]:
+        import httpx
+
+        from synth.lm import run_bounded
+
+        headers = {"Authorization": f"Bearer {self.lm.api_key}"} if self.lm.api_key else {}
+        jobs = [(i, k) for i in range(len(items)) for k in range(samples)]
+        prompts = [render_prompt(item.prompt()) for item in items]
+        with httpx.Client(base_url=self.lm.api_base.rstrip("/"), timeout=self.lm.timeout_s, headers=headers) as c:
+            got = run_bounded(jobs, lambda job: self._ask(c, prompts[job[0]], sampling, sampling.seed + job[1]),
+                              self.lm.concurrency)
+        out: list[list[Answer]] = [[] for _ in items]
+        for (i, _), answer in zip(jobs, got):
+            out[i].append(answer)
+        return out
+
+
 def resolve_model(spec: str, lm: LmSettings | None = None) -> RepairModel:
     """The model a `--model` value names: oracle, noop, a checkpoint folder, else a DSPy model string."""
     if spec == "oracle":
         return OracleModel()
     if spec == "noop":
         return NoopModel()
+    if spec.startswith("chat:"):
+        if lm is None:
+            raise EvalError(f"model {spec!r}: a chat model needs a server (chat:local, or chat:openai/<name> "
+                            "with $OTLAKE_LM_API_BASE)")
+        return ChatModel(lm)
     if spec.startswith("hf:") or os.path.isdir(spec):
         return HfModel(spec.removeprefix("hf:"))
     if "/" not in spec:

@@ -15,6 +15,7 @@ from .eval_cli import eval_
 from .lm_cli import lm
 from .lsp_cli import lsp
 from .output import FORMATS, render, render_relation
+from .train_cli import train
 
 
 @click.group(cls=ErrorsAsClickGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -397,6 +398,7 @@ main.add_command(lsp)
 main.add_command(lm)
 main.add_command(dataset)
 main.add_command(eval_)
+main.add_command(train)
 
 
 def run() -> None:

@@ -80,11 +80,15 @@ def dataset() -> None:
               help="A split with no example: skip writes no file for it (Hugging Face datasets cannot load an "
                    "empty one; the card says why), fail builds nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset of the same name and the files in --out.")
+@click.option("--format", "data_format", type=click.Choice(["jsonl", "mds"]), default="jsonl", show_default=True,
+              help="mds: also write MosaicML Streaming shards (DIR/mds/SPLIT) for LLM Foundry; needs the train "
+                   "environment (`make train-env`).")
 @home_option
 def build(name: str, out: Path, since: str | None, until: str | None, rules: str | None, exclude_rules: str | None,
           sources: str, max_examples: int | None, seed: int, eval_share: float, dedup_threshold: float,
           decontam_threshold: float, ngram: int, debugbench: str | None, no_debugbench: bool,
-          extra: tuple[str, ...], workers: int, empty_split: str, overwrite: bool, home: str | None) -> None:
+          extra: tuple[str, ...], workers: int, empty_split: str, overwrite: bool, data_format: str,
+          home: str | None) -> None:
     """Build a training set from accepted diffs and register it.
 
     Private repls are dropped; then auto-generated, minified and Python 2
@@ -99,6 +103,7 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
     Example:
       otlake dataset build repair-v1 --out datasets/repair-v1
       otlake dataset build recent --since 2024-03-01 --sources user --max 5000 --seed 7 --out /tmp/recent
+      otlake dataset build repair-v1 --out datasets/repair-v1 --format mds --overwrite
     """
     from warehouse.store import Warehouse
 
@@ -123,6 +128,12 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
     for split, why in report.skipped.items():
         click.echo(f"{split}.jsonl not written: {why} (Hugging Face datasets cannot load an empty split; the "
                    "card lists only the splits written)")
+    if data_format == "mds":
+        from .training import write_mds
+
+        shards = write_mds(report.out)
+        click.echo(f"wrote {Path(report.out) / 'mds'}: MDS shards, "
+                   + ", ".join(f"{split} {n}" for split, n in shards["splits"].items()))
 
 
 def written_files(report) -> str:

@@ -39,7 +39,9 @@ def eval_() -> None:
 @click.option("--model", required=True,
               help="oracle, noop, local[:MODEL] (the local server, started if none runs), a Hugging Face "
                    "checkpoint folder, or a DSPy model string such as openai/<served-name> "
-                   "(with $OTLAKE_LM_API_BASE).")
+                   "(with $OTLAKE_LM_API_BASE). chat:local[:MODEL] or chat:openai/<served-name>: the same "
+                   "server asked the bare prompt as one chat turn, the form `train config --template chat` "
+                   "trains on (no DSPy around it).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="At most this many items, taken round robin over subtypes in a seeded order.")
 @click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
@@ -90,6 +92,8 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
     say = (lambda m: click.echo(m, err=True)) if fmt == "table" else None
     with contextlib.ExitStack() as stack:
         lm = None
+        chat = model.startswith("chat:")
+        model = model.removeprefix("chat:")
         if model == "local" or model.startswith("local:"):
             from .cli import _lm_settings
 
@@ -99,7 +103,7 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
             from .cli import _lm_settings
 
             lm = _lm_settings(stack, model, concurrency, home)
-        repair_model = resolve_model(model, lm)
+        repair_model = resolve_model(f"chat:{model}" if chat else model, lm)
         pool = stack.enter_context(LspPool(size=workers))
         with Warehouse(home) as wh:
             report = run_eval(wh, bench, data, repair_model, options, seed, pool.check, say, out, fewshot)

@@ -14,7 +14,7 @@ from otlake.cli import main
 from otlake.dataset_cli import DEBUGBENCH
 from synth.linediff import render
 
-from .lm_server import ScriptedLM, diff_reply, malformed_reply
+from .lm_server import Reply, ScriptedLM, diff_reply, malformed_reply
 
 LIMIT = 6
 
@@ -136,6 +136,27 @@ def test_a_jsonl_bench_runs_its_own_tests_in_the_sandbox(tmp_path):
         got = run_json(tmp_path, "w", "--bench", "jsonl", "--data", str(data), "--model", "openai/x", env=env)
     m = got["metrics"]
     assert m["applies"] == 1.0 and m["target_gone"] == 1.0 and m["functional"] == 0.0 and m["ast_exact"] == 0.0
+
+
+def test_a_chat_model_is_asked_the_bare_training_prompt_and_scored(tmp_path):
+    records = [{"id": "adds", "buggy_code": "def add(a, b):\n    return a + c\n",
+                "fixed_code": "def add(a, b):\n    return a + b\n", "tests": "assert add(2, 3) == 5\n"}]
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps(records[0]) + "\n")
+    reply = Reply(text="<diff>\n-2     return a + c\n+2     return a + b\n</diff>")
+    with ScriptedLM(script=[("return a + c", reply)]) as server:
+        env = {"OTLAKE_LM_API_BASE": server.api_base, "OTLAKE_LM_API_KEY": "k"}
+        got = run_json(tmp_path, "c", "--bench", "jsonl", "--data", str(data), "--model", "chat:openai/x",
+                       "--temperature", "0", env=env)
+        asked = server.user_messages()
+        body = server.requests[0]
+    assert got["model"] == "chat:openai/x" and got["metrics"]["functional"] == 1.0
+    # the prompt is the sentinel schema as a training example has it: no DSPy instructions or field markers
+    assert len(asked) == 1 and asked[0].startswith("<code>\n#main.py\n1 def add(a, b):\n2     return a + c\n")
+    assert asked[0].endswith("</code>\n<lsp_error>\npyright[reportUndefinedVariable] \"c\" is not defined\n"
+                             "</lsp_error>\n<error_line>\n2     return a + c\n</error_line>")
+    assert "[[ ##" not in asked[0]
+    assert [m["role"] for m in body["messages"]] == ["user"] and body["temperature"] == 0 and body["model"] == "x"
 
 
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
