@@ -34,6 +34,9 @@ cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate
                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
 torch.manual_seed(0)
+# a chat template like an instruct model's: `train config` then defaults to training in chat form
+tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|endoftext|>{% endfor %}"
+                     "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 transformers.LlamaForCausalLM(cfg).save_pretrained(sys.argv[2])
 tok.save_pretrained(sys.argv[2])
 print(json.dumps({"vocab": len(tok)}))
@@ -125,6 +128,7 @@ def test_every_value_is_overridable_and_numbers_read_as_numbers(lake, tmp_path):
     (["optimizer.lr"], "override 'optimizer.lr' is not KEY=VALUE"),
     (["--model", "/nonexistent/model"], "model '/nonexistent/model' does not exist"),
     (["--dataset", "nope"], "no dataset 'nope' in the warehouse (datasets: fixes"),
+    (["--format", "mds", "--template", "chat"], "--template chat reads the JSONL files"),
 ])
 def test_bad_config_input_is_a_clear_error(lake, tmp_path, args, message):
     _, home = lake
@@ -156,6 +160,20 @@ def test_a_dataset_with_no_training_examples_is_refused(lake, tmp_path):
     assert "dataset 'empty' has no training examples" in result.output
 
 
+def test_cpu_small_runs_one_epoch_counted_in_batches(lake, tiny, tmp_path):
+    _, home = lake
+    with Warehouse(home, read_only=True) as wh:
+        (n,) = wh.con.execute("SELECT train_examples FROM datasets WHERE dataset_id = 'fixes'").fetchall()[0]
+    out = tmp_path / "run.yaml"
+    invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home)
+    assert yaml.safe_load(out.read_text())["max_duration"] == f"{math.ceil(n / 4)}ba"
+    invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
+           "global_train_batch_size=3")
+    assert yaml.safe_load(out.read_text())["max_duration"] == f"{math.ceil(n / 3)}ba"
+    invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home, "max_duration=2ep")
+    assert yaml.safe_load(out.read_text())["max_duration"] == "2ep"
+
+
 def test_our_list_of_llm_foundry_keys_is_the_installed_one():
     assert set(foundry_env.task("probe")["train_config_keys"]) == config_mod.FOUNDRY_KEYS
 
@@ -179,7 +197,7 @@ def test_cpu_smoke_config_run_export_load_and_generate(lake, tiny, tmp_path):
     _, home = lake
     run_yaml = tmp_path / "run.yaml"
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", run_yaml, "--home", home,
-           "--format", "mds", "--seq", "512", "max_duration=6ba", "global_train_batch_size=2",
+           "--format", "mds", "--template", "plain", "--seq", "512", "max_duration=6ba", "global_train_batch_size=2",
            "device_train_microbatch_size=2", "optimizer.lr=3e-3", "scheduler.t_warmup=0ba", "save_interval=3ba")
     result = invoke("train", "run", run_yaml, "--gpus", "0")
     run_dir = tmp_path / "fixes-cpu-small"
@@ -214,6 +232,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(lake, tiny, tmp_path):
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", run_yaml, "--home", home,
            "--seq", "512", "max_duration=40ba", "global_train_batch_size=2", "device_train_microbatch_size=2",
            "save_interval=2ba", "save_num_checkpoints_to_keep=1")
+    cfg = yaml.safe_load(run_yaml.read_text())  # the tiny model has a chat template: chat form, through code_paths
+    assert cfg["metadata"]["otlake_template"] == "chat" and cfg["code_paths"][0].endswith("train/foundry_chat.py")
+    assert cfg["train_loader"]["dataset"]["preprocessing_fn"] == "otlake_chat"
     run_dir = tmp_path / "fixes-cpu-small"
     cmd = [sys.executable, "-m", "otlake", "train", "run", str(run_yaml), "--gpus", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -248,3 +269,12 @@ def test_a_yaml_llm_foundry_rejects_is_a_clear_error(lake, tiny, tmp_path):
     assert "is not a YAML file LLM Foundry can read" in result.output
     result = invoke("train", "export", tmp_path / "nowhere", "--out", tmp_path / "o", ok=False)
     assert "is not a run folder" in result.output
+
+
+def test_gguf_conversion_refuses_what_llama_cpp_cannot_read_in_one_line(tiny, tmp_path):
+    result = invoke("train", "to-gguf", tmp_path, "--out", tmp_path / "x.gguf", ok=False)
+    assert result.exit_code == 1 and "is not a Hugging Face folder: it has no config.json" in result.output
+    # llama.cpp's converter knows the pre-tokenizers of published models, not one trained here: its own error
+    result = invoke("train", "to-gguf", tiny, "--out", tmp_path / "tiny.gguf", "--type", "f16", ok=False)
+    assert result.exit_code == 1 and "convert_hf_to_gguf.py could not convert" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "tiny.gguf").exists()

@@ -63,35 +63,37 @@ class DatasetRef:
 
 def _preset(name: str, seq: int) -> dict:
     """The values of a preset that do not depend on the dataset, the model or the run folder."""
+    # Replit's optimizer and clipping (DESIGN.md "Training"); cpu-small keeps them and shrinks the rest
+    shared = {
+        "max_seq_len": seq, "seed": 17,
+        "optimizer": {"name": "decoupled_adamw", "lr": 1.0e-5, "betas": [0.9, 0.99], "eps": 1.0e-8,
+                      "weight_decay": 0.0},
+        "algorithms": {"gradient_clipping": {"clipping_type": "norm", "clipping_threshold": 1.0}},
+        "eval_interval": "1ep", "eval_first": False,
+    }
     if name == "replit-7b":
-        # Replit's code-repair run (DESIGN.md "Training"): one node of 8 H100
+        # Replit's code-repair run: one node of 8 H100
         return {
-            "max_seq_len": seq, "seed": 17, "precision": "amp_bf16",
-            "optimizer": {"name": "decoupled_adamw", "lr": 1.0e-5, "betas": [0.9, 0.99], "eps": 1.0e-8,
-                          "weight_decay": 0.0},
+            **shared, "precision": "amp_bf16",
             "scheduler": {"name": "cosine_with_warmup", "t_warmup": "100ba", "alpha_f": 0.01},
-            "algorithms": {"gradient_clipping": {"clipping_type": "norm", "clipping_threshold": 1.0}},
             "max_duration": "4ep", "global_train_batch_size": 16, "device_train_microbatch_size": "auto",
-            "device_eval_batch_size": 2, "eval_interval": "1ep", "eval_first": False,
+            "device_eval_batch_size": 2,
             "fsdp_config": {"sharding_strategy": "FULL_SHARD", "mixed_precision": "PURE",
                             "activation_checkpointing": True, "activation_checkpointing_reentrant": False,
                             "activation_cpu_offload": False, "limit_all_gathers": True},
-            "packing_ratio": 6.0, "pad_trimming": False, "flash_attention": True, "init_device": "mixed", "num_workers": 8,
-            "save_interval": "1ep", "save_num_checkpoints_to_keep": 1,
+            "packing_ratio": 6.0, "pad_trimming": False, "flash_attention": True, "init_device": "mixed",
+            "num_workers": 8, "save_interval": "1ep", "save_num_checkpoints_to_keep": 1,
         }
     if name == "cpu-small":
-        # a single CPU process: no FSDP, fp32 (bf16 autocast on CPU is slower than fp32 here), small batches
+        # a single CPU process: no FSDP, fp32 (bf16 autocast on CPU is slower than fp32 here), small batches;
+        # a batch is as long as its longest example, not max_seq_len: on CPU every padded token costs
         return {
-            "max_seq_len": seq, "seed": 17, "precision": "fp32",
-            "optimizer": {"name": "decoupled_adamw", "lr": 1.0e-5, "betas": [0.9, 0.99], "eps": 1.0e-8,
-                          "weight_decay": 0.0},
+            **shared, "precision": "fp32",
             "scheduler": {"name": "cosine_with_warmup", "t_warmup": "2ba", "alpha_f": 0.01},
-            "algorithms": {"gradient_clipping": {"clipping_type": "norm", "clipping_threshold": 1.0}},
             "max_duration": "1ep", "global_train_batch_size": 4, "device_train_microbatch_size": 1,
-            "device_eval_batch_size": 1, "eval_interval": "1ep", "eval_first": False, "fsdp_config": None,
-            # a batch is as long as its longest example, not max_seq_len: on CPU every padded token costs
-            "packing_ratio": None, "pad_trimming": True, "flash_attention": False, "init_device": "cpu", "num_workers": 0,
-            "save_interval": "10ba", "save_num_checkpoints_to_keep": 2,
+            "device_eval_batch_size": 1, "fsdp_config": None,
+            "packing_ratio": None, "pad_trimming": True, "flash_attention": False, "init_device": "cpu",
+            "num_workers": 0, "save_interval": "10ba", "save_num_checkpoints_to_keep": 2,
         }
     raise TrainError(f"unknown preset {name!r}: the presets are {', '.join(PRESETS)}")
 
@@ -228,6 +230,11 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
     else:
         cfg["eval_interval"] = 1  # LLM Foundry's default; no eval loader, so nothing runs
     cfg = apply_overrides(cfg, overrides)
+    if preset == "cpu-small" and not any(o.partition("=")[0].strip() == "max_duration" for o in overrides) \
+            and isinstance(cfg.get("global_train_batch_size"), int) and cfg["global_train_batch_size"] > 0:
+        # one epoch counted in batches: on CPU, Composer with an epoch duration sat over 7 minutes on a first
+        # batch that takes a minute with the same data and a batch duration (BENCHMARKS.md, "Fine-tuning")
+        cfg["max_duration"] = f"{-(-ref.train_examples // cfg['global_train_batch_size'])}ba"
     check_config(cfg)
     return cfg
 
