@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import config as config_mod
@@ -38,7 +38,6 @@ class RunResult:
     resumed: bool
     seconds: float
     gpus: int
-    overrides: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         loss = (f"loss {self.first_loss:.4f} -> {self.last_loss:.4f}" if self.first_loss is not None
@@ -65,13 +64,6 @@ def gpu_count() -> int:
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def flash_attention_installed() -> bool:
-    probe = "import importlib.util as u; print(u.find_spec('flash_attn') is not None)"
-    proc = subprocess.run([str(foundry_env.python()), "-c", probe], capture_output=True, text=True,
-                          env=foundry_env.env(), check=False)
-    return proc.stdout.strip() == "True"
 
 
 class MetricsLog:
@@ -150,7 +142,7 @@ def launch(yaml_path: Path, overrides: tuple[str, ...] = (), progress: Callable[
     gpus = gpu_count() if gpus is None else gpus
     notes = []
     model = cfg.get("model") or {}
-    if model.get("use_flash_attention_2") and not (gpus and flash_attention_installed()):
+    if model.get("use_flash_attention_2") and not (gpus and foundry_env.task("probe")["flash_attention"]):
         model["use_flash_attention_2"] = False
         model.setdefault("attn_implementation", "sdpa")
         notes.append("flash attention is not available here (no GPU or no flash-attn): running with sdpa")
@@ -204,7 +196,7 @@ def launch(yaml_path: Path, overrides: tuple[str, ...] = (), progress: Callable[
     # autoresume loaded a checkpoint when this attempt's first logged batch is not the run's first
     resumed = had_checkpoint and metrics.first is not None and metrics.first > 1
     result = RunResult(run_dir, len(losses), metrics.total, losses[0][1] if losses else None,
-                       losses[-1][1] if losses else None, resumed, time.time() - started, gpus, list(overrides))
+                       losses[-1][1] if losses else None, resumed, time.time() - started, gpus)
     if losses:
         plot_losses(metrics, run_dir / "loss.png", str(cfg.get("run_name") or run_dir.name))
     return result
