@@ -30,7 +30,7 @@ test: install train-env
 	$(UV) run --frozen --group hf pytest -n 2 --dist loadfile --ignore=tests/test_train.py
 	$(UV) run --frozen --group hf pytest tests/test_train.py
 
-bench: install
+bench: install train-env
 	$(UV) run --frozen python -m bench.run
 
 lint: install

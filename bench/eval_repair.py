@@ -46,7 +46,7 @@ def one(home, model, options: RunOptions, pool: LspPool, fewshot: int = 0) -> di
     return got
 
 
-METRICS = ("extracted", "applies", "target_gone", "functional", "ast_exact", "ast_or_string")
+METRICS = ("extracted", "applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
 
 
 def markdown(results: dict) -> str:

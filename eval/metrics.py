@@ -5,6 +5,8 @@ or None (not applicable: `functional` on an item without tests):
 
   extracted    a diff block was found in the answer
   applies      the diff parses and applies strictly to the buggy code
+  changes      it applies and the code it gives differs from the buggy code (a diff that copies a line
+               unchanged applies and fixes nothing)
   target_gone  the meta-LSP no longer reports the item's target diagnostic (on its line, mapped
                through the diff)
   functional   the fixed code passes every derived test of the item (None without tests)
@@ -25,7 +27,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-METRICS = ("extracted", "applies", "target_gone", "functional", "ast_exact", "ast_or_string")
+METRICS = ("extracted", "applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -91,7 +93,7 @@ def aggregate(rows: Iterable[Mapping], by: Sequence[str] = (), k: int | None = N
         for metric in METRICS:
             p1, pk = [], []
             for entry in entries:
-                values = [s[metric] for s in entry["samples"]]
+                values = [s.get(metric) for s in entry["samples"]]  # absent: a row stored before the metric
                 if any(v is None for v in values):
                     continue  # not applicable to this item
                 n, c = len(values), sum(bool(v) for v in values)

@@ -16,7 +16,7 @@ import orjson
 from .errors import EvalError
 from .metrics import METRICS, aggregate
 
-PLOTTED = ("applies", "target_gone", "functional", "ast_exact", "ast_or_string")
+PLOTTED = ("applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class Scored:
     extracted: bool = False
     applies: bool = False
     apply_error: str = ""
+    changes: bool = False
     target_gone: bool = False
     target_detail: str = ""
     functional: bool | None = None
@@ -51,6 +52,7 @@ def score_static(code: str, reference: str, answer: str | None) -> Scored:
         s.apply_error = f"{e.kind}: {e.detail}"[:300]
         return s
     s.applies = True
+    s.changes = s.fixed != code
     s.ast_exact = ast_exact(s.fixed, reference)
     s.ast_or_string = ast_or_string(s.fixed, reference)
     return s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -402,5 +403,14 @@ main.add_command(train)
 
 
 def run() -> None:
-    """Console entry point."""
+    """Console entry point; SIGTERM stops a command as Ctrl-C does: the servers and runs it started stop with it."""
+    signal.signal(signal.SIGTERM, _stop)
     main()
+
+
+def _stop(signum, _frame) -> None:
+    # SystemExit unwinds the command: every `finally` and context manager runs (the local LM server's launcher
+    # stops its server, `train run` stops LLM Foundry), where the default action would kill this process alone
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    click.echo(f"otlake: stopped by {signal.Signals(signum).name}", err=True)
+    raise SystemExit(128 + signum)

@@ -13,7 +13,7 @@ import orjson
 from .cli_common import ErrorsAsClickGroup, home_option
 from .output import render
 
-SHOWN = ("extracted", "applies", "target_gone", "functional", "ast_exact", "ast_or_string")
+SHOWN = ("extracted", "applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
 
 
 @click.group(cls=ErrorsAsClickGroup, name="eval")

@@ -41,14 +41,25 @@ def train() -> None:
                    "folder's tokenizer has a chat template.")
 @click.option("--seq", type=click.IntRange(64), default=None, help="max_seq_len (default 2048 for replit-7b, "
                                                                      "1024 for cpu-small).")
+@click.option("--too-long", type=click.Choice(["drop", "keep"]), default="drop", show_default=True,
+              help="drop: train only on examples that fit max_seq_len whole (a filtered copy in the run folder); "
+                   "keep: leave them to LLM Foundry, which drops those whose prompt fills it and cuts the "
+                   "response of the rest.")
+@click.option("--check-lengths/--no-check-lengths", default=True, show_default=True,
+              help="Measure each example with the model's tokenizer in LLM Foundry's environment (about 25 s).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Run folder: checkpoints, log, metrics (default: DATASET-PRESET beside --out).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The YAML file to write.")
 @click.argument("overrides", nargs=-1)
 @home_option
 def config(dataset: str, model: str | None, preset: str, data_format: str, template: str | None, seq: int | None,
-           run_dir: Path | None, out: Path, overrides: tuple[str, ...], home: str | None) -> None:
+           too_long: str, check_lengths: bool, run_dir: Path | None, out: Path, overrides: tuple[str, ...],
+           home: str | None) -> None:
     """Write an LLM Foundry finetuning YAML; KEY=VALUE arguments override any value.
+
+    It checks every line of the dataset's JSONL, and measures each example
+    in the model's tokenizer: how many fit max_seq_len, and what happens to
+    the rest (--too-long).
 
     \b
     Example:
@@ -59,13 +70,41 @@ def config(dataset: str, model: str | None, preset: str, data_format: str, templ
 
     from .training import train_config
 
-    cfg = train_config(dataset, model, out, preset, data_format, overrides, run_dir, seq, home, template)
+    cfg = train_config(dataset, model, out, preset, data_format, overrides, run_dir, seq, home, template, too_long,
+                       check_lengths)
     meta = cfg["metadata"]
     click.echo(f"wrote {out}: {preset} on dataset {meta['otlake_dataset']} ({data_format}, "
                f"{meta['otlake_template']} template), model "
                f"{cfg['model']['pretrained_model_name_or_path']}, run folder {run_dir_of(cfg, out)}")
     if overrides:
         click.echo(f"overrides: {' '.join(overrides)}")
+    for line in lengths_report(meta["otlake_lengths"]):
+        click.echo(line)
+
+
+def lengths_report(lengths: dict) -> list[str]:
+    """`train config`'s lines on how the examples fit max_seq_len."""
+    seq = lengths["seq"]
+    if not lengths["checked"]:
+        return [(f"lengths not checked ({lengths['why']}): LLM Foundry will drop examples whose prompt fills "
+                f"{seq} tokens and cut the response of longer ones")]
+    lines = []
+    for split in ("train", "eval"):
+        c = lengths.get(split)
+        if not c:
+            continue
+        line = (f"{split}: {c['fits']} of {c['examples']} examples fit {seq} tokens (longest {c['longest']})")
+        if c["fits"] < c["examples"]:
+            if lengths["too_long"] == "drop":
+                line += f"; dropped the {c['examples'] - c['fits']} that do not"
+            else:
+                line += (f"; LLM Foundry will drop {c['dropped']} whose prompt fills the window and cut the "
+                         f"response of {c['truncated']}")
+            line += f" (--seq {c['longest']} fits all)"
+        lines.append(line)
+    if lengths.get("eval") and not lengths["eval"]["trained"]:
+        lines.append("no eval example fits: the run has no eval loader")
+    return lines
 
 
 @train.command()

@@ -54,7 +54,8 @@ def dataset_ref(dataset: str, home: str | None) -> config_mod.DatasetRef:
 
 def train_config(dataset: str, model: str | None, out: Path, preset: str = "cpu-small", data_format: str = "jsonl",
                  overrides: tuple[str, ...] = (), run_dir: Path | None = None, seq: int | None = None,
-                 home: str | None = None, template: str | None = None) -> dict:
+                 home: str | None = None, template: str | None = None, too_long: str = "drop",
+                 check_lengths: bool = True) -> dict:
     """Write the LLM Foundry YAML of a run to out; returns the config."""
     if preset not in config_mod.PRESETS:
         raise TrainError(f"unknown preset {preset!r}: the presets are {', '.join(config_mod.PRESETS)}")
@@ -64,7 +65,7 @@ def train_config(dataset: str, model: str | None, out: Path, preset: str = "cpu-
     ref = dataset_ref(dataset, home)
     out = Path(out)
     cfg = config_mod.build_config(ref, model, preset, run_dir or out.resolve().parent / f"{ref.name}-{preset}",
-                                  data_format, overrides, seq, template)
+                                  data_format, overrides, seq, template, too_long, check_lengths)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(config_mod.dump(cfg))
     return cfg

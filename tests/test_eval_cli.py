@@ -49,6 +49,7 @@ def test_oracle_is_the_ceiling_and_noop_the_floor_on_debugbench(tmp_path):
     assert m["applies"] == m["target_gone"] == m["ast_exact"] == m["ast_or_string"] == 1.0
     assert m["functional_items"] >= 1 and m["functional"] == 1.0
     assert z["applies"] == 1.0 and z["target_gone"] == z["ast_exact"] == z["ast_or_string"] == 0.0
+    assert m["changes"] == 1.0 and z["changes"] == 0.0  # noop's diff applies and changes nothing
     assert z["functional"] < 1.0
     assert set(oracle["by_category"]) <= {"syntax", "reference"}
     con = duckdb.connect(str(tmp_path / "home" / "otlake.duckdb"), read_only=True)
@@ -314,3 +315,26 @@ def test_an_lm_injector_plants_only_what_applies_changes_one_line_and_is_flagged
     by = {(r["slug"], r["injector"]) for r in records}
     assert (picked[0]["slug"], "lm") in by and {s for s, i in by if i == "lm"} == {picked[0]["slug"]}
     assert {s for s, i in by if i == "rules"} == {r["slug"] for r in picked}
+
+
+def test_a_warehouse_from_before_the_changes_metric_gains_its_column(tmp_path):
+    from warehouse.eval_schema import EVAL_TABLES
+
+    home = tmp_path / "home"
+    home.mkdir()
+    con = duckdb.connect(str(home / "otlake.duckdb"))
+    try:  # eval_items as runs stored it before `changes` existed, with one old row
+        con.execute(EVAL_TABLES["eval_items"].replace(
+            "changes BOOLEAN,                  -- applies and changes the code (NULL in runs stored before it)", ""))
+        assert "changes" not in [r[0] for r in con.execute("DESCRIBE eval_items").fetchall()]
+        con.execute("INSERT INTO eval_items (run_id, item_id, sample, status) VALUES ('old', 'a', 0, 'scored')")
+    finally:
+        con.close()
+    got = run_json(tmp_path, "noop", "--model", "noop", "--limit", "2")
+    assert got["metrics"]["changes"] == 0.0
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        rows = con.execute("SELECT run_id = 'old', changes FROM eval_items ORDER BY 1 DESC, item_id").fetchall()
+    finally:
+        con.close()
+    assert rows[0] == (True, None) and len(rows) == 1 + got["items"] and all(c is False for _, c in rows[1:])

@@ -31,7 +31,7 @@ from otlake.pairs import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.lm import LmSettings
 from synth.local_lm.fetch import FetchError, fetch
-from synth.local_lm.launcher import LocalServer, ServerError, local_lm
+from synth.local_lm.launcher import LocalServer, ServerError, local_lm, running
 from synth.local_lm.models import DEFAULT_MODEL, MODELS
 from synth.program import synthesize
 from synth.schema import Prompt
@@ -97,6 +97,10 @@ def wait_for(predicate, seconds: float = 60.0) -> bool:
 
 def health(server) -> dict:
     return get(f"http://127.0.0.1:{server.port}/health")
+
+
+def health_on(port: int) -> bool:
+    return running(port) is not None
 
 
 def long_request(n: int = 200) -> dict:
@@ -360,3 +364,46 @@ def test_the_real_model_is_judged_by_otlake_eval_on_two_debugbench_items(model, 
         assert row["applies"] <= row["extracted"] and row["target_gone"] <= row["applies"]
         assert row["ast_exact"] <= row["ast_or_string"] <= row["applies"]
     assert all(0.0 <= got["metrics"][m] <= 1.0 for m in ("extracted", "applies", "target_gone", "ast_exact"))
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # exited, not yet reaped
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_stopping_otlake_stops_the_server_it_started(model, tmp_path, how):
+    """`eval run --model local` killed mid-run: by SIGTERM its launcher stops the server; by SIGKILL Linux does."""
+    from otlake.dataset_cli import DEBUGBENCH
+
+    data = tmp_path / "bench"
+    data.mkdir()
+    records = json.loads((DEBUGBENCH / "python3_missing_colons.json").read_text())
+    (data / "python3_missing_colons.json").write_text(json.dumps(sorted(records, key=lambda r: len(r["buggy_code"]))[:3]))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(Path(model.path).parent)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "otlake", "eval", "run", "--bench", "debugbench", "--data",
+                             str(data), "--model", "local", "--max-tokens", "512", "--concurrency", "1", "--out",
+                             str(tmp_path / "run"), "--home", str(home)],
+                            env={**os.environ, "OTLAKE_LM_PORT": str(port)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: proc.poll() is not None or health_on(port), 120), "no server came up"
+    assert proc.poll() is None, proc.communicate()  # still evaluating: the server is in use
+    servers = _children(proc.pid)
+    assert servers
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == -how if how == signal.SIGKILL else proc.returncode == 128 + how
+    assert "Traceback" not in err
+    assert wait_for(lambda: all(_gone(pid) for pid in servers), 60), f"server {servers} outlived otlake"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

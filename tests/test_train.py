@@ -165,13 +165,95 @@ def test_cpu_small_runs_one_epoch_counted_in_batches(lake, tiny, tmp_path):
     with Warehouse(home, read_only=True) as wh:
         (n,) = wh.con.execute("SELECT train_examples FROM datasets WHERE dataset_id = 'fixes'").fetchall()[0]
     out = tmp_path / "run.yaml"
-    invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home)
+    result = invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
+                    "--no-check-lengths")
+    assert "lengths not checked (--no-check-lengths)" in result.output
     assert yaml.safe_load(out.read_text())["max_duration"] == f"{math.ceil(n / 4)}ba"
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
-           "global_train_batch_size=3")
+           "--no-check-lengths", "global_train_batch_size=3")
     assert yaml.safe_load(out.read_text())["max_duration"] == f"{math.ceil(n / 3)}ba"
-    invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home, "max_duration=2ep")
+    invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
+           "--no-check-lengths", "max_duration=2ep")
     assert yaml.safe_load(out.read_text())["max_duration"] == "2ep"
+
+
+def test_a_malformed_jsonl_line_is_a_clear_error_naming_the_line(lake, tmp_path):
+    root, _ = lake
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "README.md").write_text((root / "fixes" / "README.md").read_text())
+    lines = (root / "fixes" / "train.jsonl").read_text().splitlines(keepends=True)
+    lines[2] = lines[2][: len(lines[2]) // 2] + "\n"  # a line cut short, as by a full disk
+    row = json.loads(lines[4])
+    lines[4] = json.dumps({**row, "response": 7}) + "\n"
+    lines[6] = "\n"
+    (broken / "train.jsonl").write_text("".join(lines))
+    result = invoke("train", "config", "--dataset", broken, "--model", "org/model", "--out", tmp_path / "x.yaml",
+                    ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"{broken / 'train.jsonl'} has 3 bad line(s) of {len(lines)}" in result.output
+    assert "line 3: not JSON" in result.output and "line 5: 'response' is a int, not a string" in result.output
+    assert "line 7: empty line" in result.output and not (tmp_path / "x.yaml").exists()
+
+
+def test_examples_longer_than_max_seq_len_are_counted_and_dropped(lake, tiny, tmp_path):
+    from tokenizers import Tokenizer
+
+    root, _ = lake
+    tok = Tokenizer.from_file(str(tiny / "tokenizer.json"))
+    rows = (root / "fixes" / "train.jsonl").read_text().splitlines(keepends=True)
+    # as messy as real sessions: a file many times longer than the rest, and a fix that rewrites many lines
+    first, second = json.loads(rows[0]), json.loads(rows[1])
+    rows.append(json.dumps({**first, "prompt": first["prompt"].replace("<code>\n", "<code>\n" + "# " + "pad " * 300
+                                                                     + "\n", 1)}) + "\n")
+    rows.append(json.dumps({**second, "response": second["response"].replace("</diff>", "+1 x = 0\n" * 80
+                                                                             + "</diff>")}) + "\n")
+    messy = tmp_path / "messy"
+    messy.mkdir()
+    (messy / "README.md").write_text((root / "fixes" / "README.md").read_text())
+    (messy / "train.jsonl").write_text("".join(rows))
+    # the plain form as LLM Foundry builds it: prompt tokens, response tokens, then the EOS its collator adds
+    prompts, totals = [], []
+    for line in rows:
+        row = json.loads(line)
+        prompt, response = tok.encode(row["prompt"]).ids, tok.encode(row["response"]).ids
+        prompts.append(len(prompt))
+        totals.append(len(prompt) + len(response) + 1)
+    def kinds(seq):
+        fit = sum(t <= seq for t in totals)
+        drop = sum(p >= seq for p in prompts)
+        return fit, drop, len(rows) - fit - drop
+
+    # a window some examples fit, some overflow with their prompt alone, some only with their response
+    seq = next(s for s in range(min(totals), max(totals)) if all(kinds(s)))
+    fits = [t <= seq for t in totals]
+    _, dropped, truncated = kinds(seq)
+
+    out = tmp_path / "run.yaml"
+    base = ["train", "config", "--dataset", messy, "--model", tiny, "--template", "plain", "--out", out,
+            "--run-dir", tmp_path / "run"]
+    result = invoke(*base, "--seq", seq)
+    cfg = yaml.safe_load(out.read_text())
+    train = cfg["metadata"]["otlake_lengths"]["train"]
+    assert (train["examples"], train["fits"], train["dropped"], train["truncated"], train["longest"]) == \
+        (len(rows), sum(fits), dropped, truncated, max(totals))
+    copy = tmp_path / "run" / "data" / "train.jsonl"
+    assert cfg["train_loader"]["dataset"]["hf_kwargs"]["data_files"]["train"] == str(copy)
+    assert copy.read_text().splitlines(keepends=True) == [r for r, ok in zip(rows, fits) if ok]
+    assert cfg["max_duration"] == f"{math.ceil(sum(fits) / 4)}ba"
+    assert f"train: {sum(fits)} of {len(rows)} examples fit {seq} tokens (longest {max(totals)}); dropped the " \
+        f"{len(rows) - sum(fits)} that do not" in result.output
+
+    result = invoke(*base, "--seq", seq, "--too-long", "keep")
+    cfg = yaml.safe_load(out.read_text())
+    assert cfg["train_loader"]["dataset"]["hf_kwargs"]["data_files"]["train"] == str(messy / "train.jsonl")
+    assert cfg["metadata"]["otlake_lengths"]["train"]["trained"] == len(rows) - dropped
+    assert f"LLM Foundry will drop {dropped} whose prompt fills the window" in result.output
+
+    result = invoke(*base, "--seq", min(totals) - 1, ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"none of the {len(rows)} training examples of dataset 'messy' fits whole in max_seq_len " \
+        f"{min(totals) - 1} (the shortest is {min(totals)} tokens in the plain form)" in result.output
 
 
 def test_our_list_of_llm_foundry_keys_is_the_installed_one():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from . import fit
 from .errors import TrainError
 
 # LLM Foundry 0.22's TrainConfig fields (llmfoundry/utils/config_utils.py): a top-level key outside this set
@@ -132,10 +133,15 @@ def has_chat_template(model: str) -> bool:
         return False
 
 
-def dataset_loader(ref: DatasetRef, split: str, data_format: str, values: dict, template: str = "plain") -> dict:
-    """LLM Foundry's `finetuning` dataloader over one split of a built dataset (JSONL or MDS shards)."""
+def dataset_loader(ref: DatasetRef, split: str, data_format: str, values: dict, template: str = "plain",
+                   path: Path | None = None) -> dict:
+    """LLM Foundry's `finetuning` dataloader over one split of a built dataset (JSONL or MDS shards).
+
+    path: the JSONL file to read instead of the dataset's own (the copy that holds only examples that fit).
+    """
     if data_format == "jsonl":
-        source = {"hf_name": "json", "hf_kwargs": {"data_files": {split: str(ref.folder / f"{split}.jsonl")}},
+        data_file = path or ref.folder / f"{split}.jsonl"
+        source = {"hf_name": "json", "hf_kwargs": {"data_files": {split: str(data_file)}},
                   "split": split}
         if template == "chat":
             source["preprocessing_fn"] = "otlake_chat"  # train/foundry_chat.py, loaded through code_paths
@@ -159,13 +165,18 @@ def dataset_loader(ref: DatasetRef, split: str, data_format: str, values: dict, 
 
 def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir: Path | None = None,
                  data_format: str = "jsonl", overrides: tuple[str, ...] = (), seq: int | None = None,
-                 template: str | None = None) -> dict:
+                 template: str | None = None, too_long: str = "drop", check_lengths: bool = True) -> dict:
     """The finetuning config of one run, overrides applied and checked.
 
     template: chat puts each example in the model's chat template (a user turn, an assistant turn), as
     `otlake eval --model DIR` asks an instruct model; plain trains on prompt + response as they are. The default
     is chat for a model folder whose tokenizer has a chat template, else plain.
+    too_long: drop trains only on the examples that fit max_seq_len whole (measured with the model's tokenizer
+    when LLM Foundry's environment and the tokenizer are here; metadata.otlake_lengths says what was found);
+    keep leaves them to LLM Foundry, which drops those whose prompt fills the window and cuts the rest.
     """
+    if too_long not in fit.TOO_LONG:
+        raise TrainError(f"unknown --too-long {too_long!r}: use one of {', '.join(fit.TOO_LONG)}")
     if data_format not in DATA_FORMATS:
         raise TrainError(f"unknown data format {data_format!r}: use one of {', '.join(DATA_FORMATS)}")
     if template is not None and template not in TEMPLATES:
@@ -178,6 +189,11 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
         hint = ("rebuild it with `otlake dataset build ... --format mds`" if data_format == "mds"
                 else "rebuild it with `otlake dataset build`")
         raise TrainError(f"dataset {ref.name!r}: {train_file} is missing ({hint})")
+    files = {split: ref.folder / f"{split}.jsonl" for split, n in (("train", ref.train_examples),
+                                                                    ("eval", ref.eval_examples)) if n}
+    files = {split: path for split, path in files.items() if path.is_file()}
+    for path in files.values():
+        fit.check_jsonl(path, ref.name)
     values = _preset(preset, seq or (2048 if preset == "replit-7b" else 1024))
     model_id = check_model(model)
     template = template or ("chat" if has_chat_template(model_id) else "plain")
@@ -187,6 +203,14 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
                          "or --template plain")
     run_name = f"{ref.name}-{preset}"
     run_dir = Path(run_dir or Path.cwd() / run_name).resolve()
+    max_seq_len = apply_overrides({"max_seq_len": values["max_seq_len"]},
+                                  [o for o in overrides if o.partition("=")[0].strip() == "max_seq_len"])
+    values["max_seq_len"] = max_seq_len["max_seq_len"]  # every loader and the length check use the final value
+    if not isinstance(values["max_seq_len"], int) or isinstance(values["max_seq_len"], bool) \
+            or values["max_seq_len"] < 1:
+        raise TrainError(f"config key 'max_seq_len' must be a positive integer, not {values['max_seq_len']!r}")
+    lengths, read = _fit_examples(ref, model_id, values["max_seq_len"], template, files, data_format, too_long,
+                                  check_lengths, run_dir)
     model_cfg = {"name": "hf_causal_lm", "pretrained": True, "pretrained_model_name_or_path": model_id,
                  "init_device": values["init_device"], "use_flash_attention_2": values["flash_attention"],
                  "trust_remote_code": False}
@@ -198,7 +222,7 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
         "seed": values["seed"],
         "model": model_cfg,
         "tokenizer": {"name": model_id, "kwargs": {"model_max_length": values["max_seq_len"]}},
-        "train_loader": dataset_loader(ref, "train", data_format, values, template),
+        "train_loader": dataset_loader(ref, "train", data_format, values, template, read.get("train")),
         "optimizer": values["optimizer"],
         "scheduler": values["scheduler"],
         "algorithms": values["algorithms"],
@@ -217,14 +241,16 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
         "metadata": {"otlake_dataset": ref.name, "otlake_dataset_dir": str(ref.folder),
                      "otlake_dataset_card_sha256": ref.card_sha256, "otlake_train_sha256": ref.train_sha256,
                      "otlake_eval_sha256": ref.eval_sha256, "otlake_data_format": data_format,
-                     "otlake_preset": preset, "otlake_template": template, "otlake_overrides": list(overrides)},
+                     "otlake_preset": preset, "otlake_template": template, "otlake_overrides": list(overrides),
+                     "otlake_lengths": lengths},
     }
     if template == "chat":
         cfg["code_paths"] = [str(CHAT_CODE)]
     if values["fsdp_config"]:
         cfg["fsdp_config"] = values["fsdp_config"]
-    if ref.eval_examples and ref.eval_sha256:
-        cfg["eval_loader"] = dataset_loader(ref, "eval", data_format, values, template)
+    eval_left = lengths.get("eval", {}).get("trained", ref.eval_examples) if lengths["checked"] else ref.eval_examples
+    if ref.eval_examples and ref.eval_sha256 and eval_left:
+        cfg["eval_loader"] = dataset_loader(ref, "eval", data_format, values, template, read.get("eval"))
         cfg["eval_interval"] = values["eval_interval"]
         cfg["eval_first"] = values["eval_first"]
     else:
@@ -234,9 +260,36 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
             and isinstance(cfg.get("global_train_batch_size"), int) and cfg["global_train_batch_size"] > 0:
         # one epoch counted in batches: on CPU, Composer with an epoch duration sat over 7 minutes on a first
         # batch that takes a minute with the same data and a batch duration (BENCHMARKS.md, "Fine-tuning")
-        cfg["max_duration"] = f"{-(-ref.train_examples // cfg['global_train_batch_size'])}ba"
+        trained = lengths["train"]["trained"] if lengths["checked"] else ref.train_examples
+        cfg["max_duration"] = f"{-(-trained // cfg['global_train_batch_size'])}ba"
     check_config(cfg)
     return cfg
+
+
+def _fit_examples(ref: DatasetRef, model_id: str, seq: int, template: str, files: dict[str, Path],
+                  data_format: str, too_long: str, check: bool, run_dir: Path) -> tuple[dict, dict[str, Path]]:
+    """What the run trains on at max_seq_len: metadata.otlake_lengths, and the JSONL files to read per split."""
+    why = "--no-check-lengths" if not check else ("the dataset has no train.jsonl" if "train" not in files
+                                                   else fit.unmeasurable(model_id))
+    if why:
+        return {"checked": False, "why": why, "seq": seq}, {}
+    measured = fit.measure(model_id, seq, template, files)
+    # MDS shards are read as written: only a JSONL run can leave examples out
+    dropping = too_long == "drop" and data_format == "jsonl"
+    report: dict = {"checked": True, "seq": seq, "too_long": too_long if data_format == "jsonl" else "keep"}
+    for split, found in measured.items():
+        counts = found.counts()
+        # LLM Foundry itself drops an example whose prompt fills the window; it trains on the truncated rest
+        counts["trained"] = counts["fits"] if dropping else counts["fits"] + counts["truncated"]
+        report[split] = counts
+    train = report["train"]
+    if not train["trained"]:
+        raise TrainError(f"none of the {train['examples']} training examples of dataset {ref.name!r} "
+                         + ("fits whole" if dropping else "leaves a response token") + f" in max_seq_len {seq} "
+                         f"(the shortest is {train['shortest']} tokens in the {template} form): pass --seq "
+                         f"{train['shortest']} or more")
+    read = fit.write_fitting(files, measured, run_dir / "data") if dropping else {}
+    return report, {split: path for split, path in read.items() if path != files[split]}
 
 
 def parse_value(text: str):

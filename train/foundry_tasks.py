@@ -9,6 +9,8 @@ prints one JSON object on its last stdout line; a failure prints {"error": ...} 
   mds FOLDER                 FOLDER/{train,eval}.jsonl -> FOLDER/mds/{train,eval}/ (MosaicML Streaming shards)
   import-gguf GGUF OUT       a GGUF model -> a Hugging Face folder, through transformers' GGUF loader
   generate FOLDER PROMPT N   greedy completion of N tokens (checks that an export loads and runs)
+  lengths MODEL SEQ TEMPLATE FILE...
+                             each JSONL example's length as LLM Foundry tokenizes it, and what it does with it
 """
 
 from __future__ import annotations
@@ -138,7 +140,40 @@ def generate(folder: str, prompt: str, tokens: str) -> dict:
     return {"tokens": int(new.shape[0]), "text": tokenizer.decode(new, skip_special_tokens=True)}
 
 
-JOBS = {"probe": probe, "export": export, "mds": mds, "import-gguf": import_gguf, "generate": generate}
+def lengths(model: str, seq: str, template: str, *files: str) -> dict:
+    """Per example: tokens after LLM Foundry's own tokenization, and whether it fits, is truncated or dropped.
+
+    LLM Foundry drops an example whose prompt fills max_seq_len (no response token left to learn), and cuts the
+    response of one whose prompt + response + EOS is longer; the collator adds the EOS this counts.
+    """
+    import transformers
+    from foundry_chat import otlake_chat  # beside this file; the chat form the runs train in
+    from llmfoundry.data.finetuning.collator import stitch_turns_decoder_only
+    from llmfoundry.data.finetuning.tasks import is_valid_ift_example, tokenize_formatted_example
+
+    max_len = int(seq)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+    out = {}
+    for name in files:
+        tokens, status = [], []
+        with open(name, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                example = {"prompt": row["prompt"], "response": row["response"]}
+                turns = tokenize_formatted_example(otlake_chat(example) if template == "chat" else example,
+                                                   tokenizer)
+                ids, _ = stitch_turns_decoder_only(turns["turns"], "none", "last", tokenizer.eos_token_id)
+                tokens.append(len(ids))
+                if not is_valid_ift_example(max_len, "none", "last", True, turns):
+                    status.append("dropped")
+                else:
+                    status.append("fits" if len(ids) <= max_len else "truncated")
+        out[name] = {"tokens": tokens, "status": status}
+    return {"seq": max_len, "files": out}
+
+
+JOBS = {"probe": probe, "export": export, "mds": mds, "import-gguf": import_gguf, "generate": generate,
+        "lengths": lengths}
 
 
 def main(argv: list[str]) -> int:

@@ -37,6 +37,7 @@ EVAL_TABLES = {
             target_line INTEGER, target_message VARCHAR,
             answer VARCHAR, error VARCHAR, diff VARCHAR,
             extracted BOOLEAN, applies BOOLEAN, apply_error VARCHAR,
+            changes BOOLEAN,                  -- applies and changes the code (NULL in runs stored before it)
             target_gone BOOLEAN, target_detail VARCHAR,
             functional BOOLEAN,               -- NULL: the item has no tests
             tests INTEGER, tests_reason VARCHAR, cases_passed INTEGER, test_detail VARCHAR,
@@ -57,7 +58,7 @@ EVAL_TABLES = {
 }
 
 ITEM_COLUMNS = ("run_id", "item_id", "sample", "status", "skip_reason", "category", "subtype", "rule", "target_line",
-                "target_message", "answer", "error", "diff", "extracted", "applies", "apply_error", "target_gone",
+                "target_message", "answer", "error", "diff", "extracted", "applies", "apply_error", "changes", "target_gone",
                 "target_detail", "functional", "tests", "tests_reason", "cases_passed", "test_detail", "ast_exact",
                 "ast_or_string", "seconds", "prompt_tokens", "completion_tokens", "prompt_hash")
 
@@ -66,6 +67,8 @@ def create_eval_tables(con) -> None:
     """Create the tables if they are missing (idempotent)."""
     for ddl in EVAL_TABLES.values():
         con.execute(ddl)
+    # a warehouse whose eval_items predates the `changes` metric gains the column; its old rows read NULL
+    con.execute("ALTER TABLE eval_items ADD COLUMN IF NOT EXISTS changes BOOLEAN")
 
 
 def has_eval_tables(con) -> bool:

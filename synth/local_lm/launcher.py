@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -122,7 +123,12 @@ class LocalServer:
     def start(self) -> LocalServer:
         # stderr to a file, not a pipe: a chatty server can never block on a full pipe
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self.log, text=True,
+        command = self.command
+        if threading.current_thread() is threading.main_thread():
+            # the server ends when this process does, even by SIGKILL (Linux sends the signal when the thread
+            # that started it ends: only the main thread lives as long as the process)
+            command = [*command, "--exit-with-parent", str(os.getpid())]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log, text=True,
                                         start_new_session=True)
         try:
             self._wait_ready()

@@ -468,6 +468,16 @@ def start(model: str, *, name: str | None, host: str, port: int, parallel: int, 
         sock.close()
 
 
+def exit_with_parent(parent: int) -> None:
+    """Have Linux send SIGTERM when the parent dies, even by SIGKILL: a launcher's server never outlives it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the request took effect
+        sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth.local_lm.server", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a GGUF file")
@@ -480,7 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", type=int, default=16)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--sha256", default=None, help="refuse to start unless the file has this sha256")
+    parser.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
+                        help="stop (as on SIGTERM) when process PID, which started this one, dies (Linux)")
     args = parser.parse_args(argv)
+    if args.exit_with_parent is not None:
+        exit_with_parent(args.exit_with_parent)
     try:
         start(args.model, name=args.name, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.ctx,
               max_queue=args.queue, grace_s=args.grace, expect_sha256=args.sha256, threads=args.threads)
