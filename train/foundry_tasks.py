@@ -15,6 +15,7 @@ prints one JSON object on its last stdout line; a failure prints {"error": ...} 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# run as a script, this folder is sys.path[0], and train/gguf.py would shadow the gguf package that
+# transformers' GGUF loader imports: the jobs import nothing from here but by path (foundry_chat below)
+if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == HERE:
+    del sys.path[0]
 
 
 def probe() -> dict:
@@ -147,10 +154,13 @@ def lengths(model: str, seq: str, template: str, *files: str) -> dict:
     response of one whose prompt + response + EOS is longer; the collator adds the EOS this counts.
     """
     import transformers
-    from foundry_chat import otlake_chat  # beside this file; the chat form the runs train in
     from llmfoundry.data.finetuning.collator import stitch_turns_decoder_only
     from llmfoundry.data.finetuning.tasks import is_valid_ift_example, tokenize_formatted_example
 
+    # the chat form the runs train in (train/foundry_chat.py, which LLM Foundry loads through code_paths)
+    spec = importlib.util.spec_from_file_location("otlake_foundry_chat", HERE / "foundry_chat.py")
+    chat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chat)
     max_len = int(seq)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model)
     out = {}
@@ -160,7 +170,7 @@ def lengths(model: str, seq: str, template: str, *files: str) -> dict:
             for line in f:
                 row = json.loads(line)
                 example = {"prompt": row["prompt"], "response": row["response"]}
-                turns = tokenize_formatted_example(otlake_chat(example) if template == "chat" else example,
+                turns = tokenize_formatted_example(chat.otlake_chat(example) if template == "chat" else example,
                                                    tokenizer)
                 ids, _ = stitch_turns_decoder_only(turns["turns"], "none", "last", tokenizer.eos_token_id)
                 tokens.append(len(ids))
