@@ -69,7 +69,7 @@ def one_mode(mode: str, dataset: Path, model: Path, batches: int) -> dict:
     out = WORK / "runs" / f"{mode}.yaml"
     overrides = [f"max_duration={batches + 1}ba", "global_train_batch_size=2", "device_train_microbatch_size=1",
                  "optimizer.lr=2e-4" if mode == "lora" else "optimizer.lr=1e-5", "scheduler.t_warmup=1ba",
-                 "save_folder=null", "eval_interval=1000ba"] + ([LORA] if mode == "lora" else [])
+                 "save_folder=null", "autoresume=false", "eval_interval=1000ba"] + ([LORA] if mode == "lora" else [])
     cfg = train_config(str(dataset), str(model), out, "cpu-small", overrides=tuple(overrides), seq=512)
     started = time.perf_counter()
     result = train_run(out, gpus=0)

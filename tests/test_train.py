@@ -126,6 +126,7 @@ def test_every_value_is_overridable_and_numbers_read_as_numbers(lake, tmp_path):
     (["n_gpus=8"], "config key 'n_gpus' is set by LLM Foundry itself"),
     (["global_train_batch_size=0"], "'global_train_batch_size' must be a positive integer"),
     (["optimizer.lr"], "override 'optimizer.lr' is not KEY=VALUE"),
+    (["save_folder=null"], "autoresume needs a save_folder to resume from"),
     (["--model", "/nonexistent/model"], "model '/nonexistent/model' does not exist"),
     (["--dataset", "nope"], "no dataset 'nope' in the warehouse (datasets: fixes"),
     (["--format", "mds", "--template", "chat"], "--template chat reads the JSONL files"),

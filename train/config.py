@@ -341,6 +341,9 @@ def check_config(cfg: dict) -> None:
     for key in ("global_train_batch_size", "max_seq_len"):
         if not isinstance(cfg.get(key, 1), int) or cfg.get(key, 1) < 1:
             raise TrainError(f"config key {key!r} must be a positive integer, not {cfg.get(key)!r}")
+    if cfg.get("autoresume") and not cfg.get("save_folder"):
+        raise TrainError("autoresume needs a save_folder to resume from: set save_folder, or autoresume=false "
+                         "for a run without checkpoints")
 
 
 def dump(cfg: dict) -> str:
