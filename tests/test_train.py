@@ -168,12 +168,16 @@ def test_cpu_small_runs_one_epoch_counted_in_batches(lake, tiny, tmp_path):
     result = invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
                     "--no-check-lengths")
     assert "lengths not checked (--no-check-lengths)" in result.output
-    assert yaml.safe_load(out.read_text())["max_duration"] == f"{math.ceil(n / 4)}ba"
+    assert yaml.safe_load(out.read_text())["max_duration"] == f"{n // 4}ba"  # whole batches: drop_last
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
            "--no-check-lengths", "global_train_batch_size=3")
-    assert yaml.safe_load(out.read_text())["max_duration"] == f"{math.ceil(n / 3)}ba"
+    assert yaml.safe_load(out.read_text())["max_duration"] == f"{n // 3}ba"
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
            "--no-check-lengths", "max_duration=2ep")
+    result = invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", out, "--home", home,
+                    "--no-check-lengths", f"global_train_batch_size={n + 1}", ok=False)
+    assert f"dataset 'fixes' gives {n} training example(s) at max_seq_len 1024, fewer than " \
+        f"global_train_batch_size {n + 1}" in result.output
     assert yaml.safe_load(out.read_text())["max_duration"] == "2ep"
 
 
@@ -225,13 +229,13 @@ def test_examples_longer_than_max_seq_len_are_counted_and_dropped(lake, tiny, tm
         return fit, drop, len(rows) - fit - drop
 
     # a window some examples fit, some overflow with their prompt alone, some only with their response
-    seq = next(s for s in range(min(totals), max(totals)) if all(kinds(s)))
+    seq = next(s for s in range(max(totals) - 1, min(totals) - 1, -1) if all(kinds(s)))
     fits = [t <= seq for t in totals]
     _, dropped, truncated = kinds(seq)
 
     out = tmp_path / "run.yaml"
     base = ["train", "config", "--dataset", messy, "--model", tiny, "--template", "plain", "--out", out,
-            "--run-dir", tmp_path / "run"]
+            "--run-dir", tmp_path / "run", "global_train_batch_size=1"]
     result = invoke(*base, "--seq", seq)
     cfg = yaml.safe_load(out.read_text())
     train = cfg["metadata"]["otlake_lengths"]["train"]
@@ -240,7 +244,7 @@ def test_examples_longer_than_max_seq_len_are_counted_and_dropped(lake, tiny, tm
     copy = tmp_path / "run" / "data" / "train.jsonl"
     assert cfg["train_loader"]["dataset"]["hf_kwargs"]["data_files"]["train"] == str(copy)
     assert copy.read_text().splitlines(keepends=True) == [r for r, ok in zip(rows, fits) if ok]
-    assert cfg["max_duration"] == f"{math.ceil(sum(fits) / 4)}ba"
+    assert cfg["max_duration"] == f"{sum(fits)}ba"  # one epoch of what fits
     assert f"train: {sum(fits)} of {len(rows)} examples fit {seq} tokens (longest {max(totals)}); dropped the " \
         f"{len(rows) - sum(fits)} that do not" in result.output
 

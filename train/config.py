@@ -256,12 +256,19 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
     else:
         cfg["eval_interval"] = 1  # LLM Foundry's default; no eval loader, so nothing runs
     cfg = apply_overrides(cfg, overrides)
+    batch = cfg.get("global_train_batch_size")
+    trained = lengths["train"]["trained"] if lengths["checked"] else ref.train_examples
+    if isinstance(batch, int) and 0 < trained < batch and cfg["train_loader"].get("drop_last"):
+        # the train loader drops the last incomplete batch: an epoch would hold no batch at all
+        raise TrainError(f"dataset {ref.name!r} gives {trained} training example(s) at max_seq_len "
+                         f"{values['max_seq_len']}, fewer than global_train_batch_size {batch}: pass "
+                         f"global_train_batch_size={trained} or less, or a dataset with more examples")
     if preset == "cpu-small" and not any(o.partition("=")[0].strip() == "max_duration" for o in overrides) \
-            and isinstance(cfg.get("global_train_batch_size"), int) and cfg["global_train_batch_size"] > 0:
-        # one epoch counted in batches: on CPU, Composer with an epoch duration sat over 7 minutes on a first
-        # batch that takes a minute with the same data and a batch duration (BENCHMARKS.md, "Fine-tuning")
-        trained = lengths["train"]["trained"] if lengths["checked"] else ref.train_examples
-        cfg["max_duration"] = f"{-(-trained // cfg['global_train_batch_size'])}ba"
+            and isinstance(batch, int) and batch > 0:
+        # one epoch counted in batches (whole batches: the last incomplete one is dropped): on CPU, Composer with
+        # an epoch duration sat over 7 minutes on a first batch that takes a minute with the same data and a
+        # batch duration (BENCHMARKS.md, "Fine-tuning")
+        cfg["max_duration"] = f"{trained // batch}ba"
     check_config(cfg)
     return cfg
 
