@@ -348,7 +348,7 @@ def test_a_yaml_llm_foundry_rejects_is_a_clear_error(lake, tiny, tmp_path):
     _, home = lake
     run_yaml = tmp_path / "run.yaml"
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", run_yaml, "--home", home,
-           "optimizer.name=adamw_typo", "max_duration=1ba")
+           "--no-check-lengths", "optimizer.name=adamw_typo", "max_duration=1ba")
     result = invoke("train", "run", run_yaml, "--gpus", "0", ok=False)
     assert result.exit_code == 1 and "LLM Foundry stopped (exit 1)" in result.output
     assert "adamw_typo" in result.output and "train.log" in result.output and "Traceback" not in result.output
