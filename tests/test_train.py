@@ -191,13 +191,16 @@ def test_a_malformed_jsonl_line_is_a_clear_error_naming_the_line(lake, tmp_path)
     row = json.loads(lines[4])
     lines[4] = json.dumps({**row, "response": 7}) + "\n"
     lines[6] = "\n"
-    (broken / "train.jsonl").write_text("".join(lines))
+    data = "".join(lines).encode()
+    data += b'{"prompt": "\xff\xfe code", "response": "x"}\n'  # invalid UTF-8, as a damaged copy has
+    (broken / "train.jsonl").write_bytes(data)
     result = invoke("train", "config", "--dataset", broken, "--model", "org/model", "--out", tmp_path / "x.yaml",
                     ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert f"{broken / 'train.jsonl'} has 3 bad line(s) of {len(lines)}" in result.output
+    assert f"{broken / 'train.jsonl'} has 4 bad line(s) of {len(lines) + 1}" in result.output
     assert "line 3: not JSON" in result.output and "line 5: 'response' is a int, not a string" in result.output
-    assert "line 7: empty line" in result.output and not (tmp_path / "x.yaml").exists()
+    assert "line 7: empty line" in result.output and f"line {len(lines) + 1}: not JSON" in result.output
+    assert not (tmp_path / "x.yaml").exists()
 
 
 def test_examples_longer_than_max_seq_len_are_counted_and_dropped(lake, tiny, tmp_path):
