@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, results in bench-data/*.json (copy figures into BENCHMARKS.md).
 
 `python -m bench.run NAME...` runs some. `lm_synth` and `eval_repair_lm` (about an hour each with the
-real local model) run only when named. `train_cpu` and `train_tokenizer` need LLM Foundry's environment
+real local model) and `sandbox_cost` (against a base commit) run only when named. `train_cpu` and `train_tokenizer` need LLM Foundry's environment
 (`make bench` installs it); `train_mfu` needs GPUs and runs only when named.
 """
 
@@ -53,6 +53,10 @@ def main() -> None:
         from . import train_mfu
 
         train_mfu.main([])
+    if "sandbox_cost" in which:  # oracle items/s and the sandbox's ms per item against a base commit, same run
+        from . import sandbox_cost
+
+        sandbox_cost.main([])
     if "eval_repair_lm" in which:  # and the local 0.5B model, 0- and 3-shot, on 100 items (about an hour)
         eval_repair.main(["--limit", "100", "--fewshot", "0,3"])
 

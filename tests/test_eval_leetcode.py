@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,18 +20,16 @@ from eval.leetcode import (
     read_outcomes,
     split_top_level,
 )
+from eval.leetcode_harness import ENTRY
+from eval.sandbox import Limits, run_python
 from otlake.dataset_cli import DEBUGBENCH
 
 
 def run_harness(code: str, tests: DerivedTests, timeout: float = 30) -> list[CaseOutcome]:
-    """The harness in a plain isolated interpreter (eval/sandbox.py will add the limits)."""
-    try:
-        done = subprocess.run([sys.executable, "-I", "-c", harness_source(code, tests)], capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-        stdout = done.stdout
-    except subprocess.TimeoutExpired as e:
-        stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout or ""
-    return read_outcomes(stdout, tests)
+    """The harness in the sandbox, judged from its report channel."""
+    result = run_python(harness_source(code, tests), limits=Limits(cpu_s=timeout, wall_s=timeout), entry=ENTRY)
+    assert result.status != "sandbox_failed", result.stderr
+    return read_outcomes(result.reports, tests)
 
 
 def record(oracle: str, *examples: str, description: str = "") -> dict:

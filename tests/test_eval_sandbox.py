@@ -70,7 +70,7 @@ def connections(server: socket.socket) -> int:
 def test_a_plain_program_reads_stdin_and_its_files_and_is_ok():
     result = run(
         """
-        import dataclasses, sys, threading
+        import dataclasses, os, sys, threading
         from helper import twice
         @dataclasses.dataclass
         class Point:
@@ -78,7 +78,7 @@ def test_a_plain_program_reads_stdin_and_its_files_and_is_ok():
         out = []
         t = threading.Thread(target=out.append, args=(twice(sys.stdin.read().strip()),))
         t.start(); t.join()
-        print(Point(1), out[0], open('data/in.txt').read(), len(open('/proc/self/status').read()) > 0)
+        print(Point(1), out[0], open('data/in.txt').read(), os.getcwd() == os.environ['HOME'])
         """,
         stdin="ab\n",
         files={"helper.py": "def twice(s):\n    return s * 2\n", "data/in.txt": "from a file"},
@@ -86,8 +86,7 @@ def test_a_plain_program_reads_stdin_and_its_files_and_is_ok():
     assert (result.status, result.returncode, result.ok) == ("ok", 0, True)
     assert result.stdout == "Point(x=1) abab from a file True\n"
     assert result.stderr == ""
-    assert result.isolation == "netns"
-    assert 0 < result.seconds < 10
+    assert (result.isolation, result.disk) == ("netns", "tmpfs")
 
 
 def test_an_exception_is_an_error_with_its_traceback():
@@ -115,15 +114,13 @@ def test_a_syntax_error_and_a_nonzero_exit_are_errors():
 def test_an_infinite_loop_stops_at_the_cpu_limit_and_leaves_nothing_behind():
     result = run("import os\nprint(os.getpid(), flush=True)\nwhile True:\n    pass\n",
                  Limits(cpu_s=1, wall_s=3))
-    assert result.status == "cpu_limit"
-    assert result.seconds < 3
+    assert result.status == "cpu_limit"  # not 'timeout': the kernel's CPU limit ended it before the wall clock
     assert session_members(int(result.stdout)) == []
 
 
 def test_a_sleeping_program_is_killed_at_the_wall_clock_with_its_output_so_far():
     result = run("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n", Limits(wall_s=1))
-    assert (result.status, result.returncode) == ("timeout", -9)
-    assert 1 <= result.seconds < 3
+    assert (result.status, result.returncode, result.stdout.strip().isdigit()) == ("timeout", -9, True)
     assert session_members(int(result.stdout)) == []
 
 
@@ -290,16 +287,16 @@ def test_stdout_over_the_cap_is_cut_not_hung():
     result = run("import sys\nsys.stdout.write('x' * (3 * OUT))\nprint('done', file=sys.stderr)".replace(
         "OUT", str(OUTPUT_CAP)))
     assert (result.status, result.stderr) == ("ok", "done\n")
-    assert result.stdout == "x" * OUTPUT_CAP
-    assert result.seconds < 5
+    assert result.stdout == "x" * OUTPUT_CAP  # and 'ok', not 'timeout': the pipe was drained past the cap
 
 
 @pytest.mark.parametrize("attempt", [
     "import os\nos.kill(os.getppid(), 0)",
+    "import sys\nsys.addaudithook(lambda *a: None)",
     "import os\nopen(f'/proc/{os.getppid()}/environ').read()",
     "import ctypes",
     "import resource\nresource.setrlimit(resource.RLIMIT_CPU, (100, 100))",
-], ids=["signal the parent", "read the parent's environment", "ctypes", "raise a limit"])
+], ids=["signal the parent", "add an audit hook", "read the parent's environment", "ctypes", "raise a limit"])
 def test_other_escapes_are_blocked(attempt):
     result = run(attempt)
     assert result.status == "blocked", result.stderr
@@ -322,3 +319,220 @@ def test_the_temporary_directory_is_removed_even_when_the_program_locks_it():
     result = run("import os\nos.makedirs('a/b')\nos.chmod('a', 0)\nos.chmod('.', 0)\nprint(os.getcwd())")
     assert result.status == "ok"
     assert not os.path.exists(os.path.dirname(result.stdout.strip()))
+
+
+# ---- reads, sockets, disk, native code, environment: each layer named --------------------------------------
+
+def kernel_layers(code: str, tmp_path: Path) -> list[str]:
+    """`code` after stage 1's kernel layers (no audit hook), in a child with `work` = tmp_path/work."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return layer_alone(f"import os\nWORK = {str(work)!r}\n" + textwrap.dedent(code))
+
+
+def test_reads_outside_the_work_folder_are_refused_by_the_hook(tmp_path, monkeypatch):
+    bench = next(Path(REPO).parent.glob("shared/datasets/debugbench/*.json"), None) or Path(REPO, "README.md")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE")
+    for target in (bench, home / ".ssh" / "id_ed25519", Path(REPO, "README.md")):
+        result = run(f"print(open({str(target)!r}).read()[:20])")
+        assert (result.status, result.stdout) == ("blocked", ""), result.stderr
+        assert f"read of {target.resolve()} outside the sandbox" in result.stderr
+    allowed = run("import json, sortedcontainers\nprint(json.dumps([1]), sortedcontainers.SortedList([2, 1]))")
+    assert (allowed.status, allowed.stdout) == ("ok", "[1] SortedList([1, 2])\n"), allowed.stderr
+
+
+def test_the_kernel_refuses_those_reads_without_the_hook(tmp_path):
+    secret = tmp_path / "answers.json"
+    secret.write_text("{}")
+    said = kernel_layers(
+        f"""
+        print(confine.landlock(WORK, False, confine.read_roots()))
+        open(os.path.join(WORK, "mine"), "w").write("x")
+        print(open(os.path.join(WORK, "mine")).read())
+        import json  # the standard library stays readable
+        for path in ({str(secret)!r}, "/proc/self/status", {str(Path(REPO, "README.md"))!r}):
+            try:
+                open(path).read()
+                print("read")
+            except OSError as e:
+                print("errno", e.errno)
+        """, tmp_path)
+    assert said == ["True", "x", "errno", "13", "errno", "13", "errno", "13"]  # EACCES from Landlock
+
+
+@pytest.fixture
+def unix_server(tmp_path):
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(path)
+        s.listen()
+        s.setblocking(False)
+        yield path, s
+
+
+@pytest.fixture
+def udp_server():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        yield s
+
+
+def datagrams(server: socket.socket) -> int:
+    try:
+        server.recv(100)
+    except BlockingIOError:
+        return 0
+    return 1
+
+
+def test_unix_and_udp_sockets_are_refused_and_nothing_arrives(unix_server, udp_server):
+    path, listener = unix_server
+    # socket(AF_UNIX): the kernel (seccomp) refuses it beneath the hook, which lets AF_UNIX through for socketpair
+    unix = run(f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})")
+    assert unix.status == "error" and "PermissionError: [Errno 1] Operation not permitted" in unix.stderr
+    # connect on the one Unix socket a program can have (a socketpair's): the hook refuses it
+    paired = run(f"import socket\ns = socket.socketpair()[0]\ns.connect({path!r})")
+    assert paired.status == "blocked" and "socket.connect: network access is not allowed" in paired.stderr
+    udp = run(f"import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', "
+              f"('127.0.0.1', {udp_server.getsockname()[1]}))")
+    assert udp.status == "blocked" and "network access is not allowed" in udp.stderr
+    assert connections(listener) == 0 and datagrams(udp_server) == 0
+
+
+def test_seccomp_alone_refuses_every_socket_but_a_unix_stream_pair(unix_server, udp_server, tmp_path):
+    _path, listener = unix_server
+    said = kernel_layers(
+        """
+        import socket
+        print(confine.seccomp_no_sockets())
+        a, b = socket.socketpair()
+        a.sendall(b"ok"); print(b.recv(2).decode())
+        for family, kind in ((socket.AF_UNIX, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_DGRAM),
+                             (socket.AF_INET6, socket.SOCK_STREAM), (socket.AF_NETLINK, socket.SOCK_RAW)):
+            try:
+                socket.socket(family, kind)
+                print("created")
+            except OSError as e:
+                print("errno", e.errno)
+        try:
+            socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            print("created")
+        except OSError as e:
+            print("errno", e.errno)
+        """, tmp_path)
+    assert said == ["True", "ok"] + ["errno", "1"] * 5  # EPERM from the seccomp filter
+    assert connections(listener) == 0 and datagrams(udp_server) == 0
+
+
+def test_the_network_namespace_alone_has_no_route_for_udp(udp_server, tmp_path):
+    said = kernel_layers(
+        f"""
+        import socket
+        print(confine.unshare_network())
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {udp_server.getsockname()[1]}))
+            print("sent")
+        except OSError as e:
+            print("errno", e.errno)
+        """, tmp_path)
+    assert said == ["True", "errno", "101"]  # ENETUNREACH
+    assert datagrams(udp_server) == 0
+
+
+def test_signals_out_are_refused_by_landlock_scoping_without_the_hook(tmp_path):
+    said = kernel_layers(
+        """
+        print(confine.landlock(WORK, False))
+        try:
+            os.kill(os.getppid(), 0)
+            print("delivered")
+        except OSError as e:
+            print("errno", e.errno)
+        os.kill(os.getpid(), 0)
+        print("own process ok")
+        """, tmp_path)
+    assert said == ["True", "errno", "1", "own", "process", "ok"]  # EPERM: Landlock's signal scope (ABI 6+)
+
+
+def test_many_small_files_hit_the_work_folders_disk_budget():
+    result = run("for n in range(64):\n    open(f'f{n}', 'wb').write(b'x' * (512 << 10))\n",
+                 Limits(cpu_s=5, wall_s=10, memory_mb=256, file_mb=1, disk_mb=4))
+    assert result.disk == "tmpfs"
+    assert result.status == "error" and "No space left on device" in result.stderr
+
+
+def test_native_code_written_into_the_work_folder_does_not_load():
+    result = run(
+        """
+        import _bisect, importlib.util, shutil
+        shutil.copyfile(_bisect.__file__, 'evil.so')
+        spec = importlib.util.spec_from_file_location('_bisect', 'evil.so')
+        importlib.util.module_from_spec(spec)
+        """
+    )
+    assert result.status == "error"
+    assert "failed to map segment from shared object" in result.stderr  # the tmpfs is mounted noexec
+
+
+def test_the_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("OTLAKE_SECRET_TOKEN", "do-not-leak")
+    result = run("import os\nprint(sorted(os.environ), 'do-not-leak' in repr(os.environ))")
+    assert result.stdout == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'] False\n"
+
+
+def test_frames_and_the_object_graph_are_out_of_reach_but_common_libraries_still_work():
+    result = run(
+        """
+        import collections, enum, gc, logging, sys, typing
+        for attempt in (lambda: sys._getframe(), gc.get_objects, lambda: sys.settrace(None),
+                        lambda: (_ for _ in ()).gi_frame):
+            try:
+                attempt()
+                print("reached")
+            except ValueError:
+                print("refused")
+        try:
+            1 / 0
+        except ZeroDivisionError as e:
+            try:
+                e.__traceback__.tb_frame
+            except ValueError:
+                print("refused")
+        P = collections.namedtuple("P", "a b")
+        Color = enum.Enum("Color", "RED")
+        T = typing.TypeVar("T")
+        logging.warning("still logs")
+        print(P(1, 2), Color.RED, T)
+        """
+    )
+    assert result.stdout.split("\n")[:5] == ["refused"] * 5
+    assert result.stdout.split("\n")[5] == "P(a=1, b=2) Color.RED ~T"
+    assert "still logs" in result.stderr and result.status == "ok"
+
+
+def test_reports_travel_with_the_nonce_and_anything_else_on_the_channel_is_forged():
+    result = run(
+        """
+        import os
+        def main(report):
+            report("first")
+            report("two\\nlines")
+            for fd in range(3, 64):
+                try:
+                    os.write(fd, b"r forged\\n")
+                except OSError:
+                    pass
+            print("r printed")
+        """, entry="main")
+    assert result.reports == ("first", "two lines")
+    assert result.forged == 1 and "r printed" in result.stdout
+
+
+def test_a_sandbox_that_cannot_start_the_program_says_so():
+    with pytest.raises(EvalError, match="identifier"):
+        run_python("pass", entry="not valid")
+    result = run("pass", Limits(memory_mb=8))  # too little memory for the interpreter to reach the program
+    assert result.status == "sandbox_failed" and result.reports == ()
