@@ -536,3 +536,12 @@ def test_a_sandbox_that_cannot_start_the_program_says_so():
         run_python("pass", entry="not valid")
     result = run("pass", Limits(memory_mb=8))  # too little memory for the interpreter to reach the program
     assert result.status == "sandbox_failed" and result.reports == ()
+
+
+def test_without_a_private_tmpfs_the_parent_watches_the_disk_budget():
+    # network=True keeps the host's namespaces, so the work folder is the parent's: it is measured instead
+    result = run("import time\nfor n in range(400):\n    open(f'f{n}', 'wb').write(b'x' * (256 << 10))\n"
+                 "    time.sleep(0.005)\nprint('all written')",
+                 Limits(cpu_s=5, wall_s=20, memory_mb=256, file_mb=1, disk_mb=4, network=True))
+    assert (result.disk, result.status, result.returncode) == ("watched", "disk_limit", -9)
+    assert "all written" not in result.stdout
