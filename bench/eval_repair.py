@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 
+from eval.metrics import METRICS
 from eval.models import resolve_model
 from eval.run import RunOptions
 from lsp_runner.pool import LspPool
@@ -46,7 +47,6 @@ def one(home, model, options: RunOptions, pool: LspPool, fewshot: int = 0) -> di
     return got
 
 
-METRICS = ("extracted", "applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
 
 
 def markdown(results: dict) -> str:

@@ -14,9 +14,11 @@ from pathlib import Path
 import orjson
 
 from .errors import EvalError
-from .metrics import METRICS, aggregate
+from .metrics import INFRA_FAILURES, LOWER_IS_BETTER, METRICS, aggregate, not_scored
 
-PLOTTED = ("applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
+PLOTTED = ("target_as_reference", "deletes_only", "applies", "changes", "target_gone", "functional", "ast_exact",
+           "ast_or_string")
+PANELS_PER_ROW = 4
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def summarize(run: RunData, by: Sequence[str] = ()) -> dict:
 
 
 def markdown(runs: Sequence[RunData]) -> str:
-    """The report's Markdown: all items per run, then per category and per subtype."""
+    """The report's Markdown: all items per run, the samples not scored, then per category and per subtype."""
     head = "| run | model | bench | items | " + " | ".join(METRICS) + " |"
     rule = "|" + "---|" * (4 + len(METRICS))
 
@@ -66,10 +68,19 @@ def markdown(runs: Sequence[RunData]) -> str:
                  for m in METRICS]
         return f"| {run.run_id} | {run.model} | {run.bench}{group} | {stats['items']} | " + " | ".join(cells) + " |"
 
-    note = ("Rates are pass@1 over the items a metric applies to; functional shows, in brackets, how many items "
-            "have tests.")
+    note = ("Rates are pass@1 over the items a metric is scored on; functional shows, in brackets, how many items "
+            "it is scored on (items with tests). " + ", ".join(LOWER_IS_BETTER) + " is lower-is-better (the share of applied answers that "
+            "only remove code); every other rate is higher-is-better. A sample whose meta-LSP check or sandbox run "
+            "failed is not scored: its item is left out of that metric, and the samples are counted under "
+            "\"Not scored\".")
     out = ["# Eval report", "", note, "", "## All items", "", head, rule]
     out += [line(run, "", summarize(run).get((), {"items": 0})) for run in runs]
+    why = "Samples per metric whose checker failed (target_gone: the meta-LSP; functional: the sandbox)."
+    out += ["", "## Not scored", "", why, "", "| run | " + " | ".join(INFRA_FAILURES) + " |",
+            "|" + "---|" * (1 + len(INFRA_FAILURES))]
+    for run in runs:
+        counts = not_scored(r for r in run.rows if r.get("status") == "scored")
+        out.append(f"| {run.run_id} | " + " | ".join(str(counts[m]) for m in INFRA_FAILURES) + " |")
     for column in ("category", "subtype"):
         out += ["", f"## By {column}", "", head.replace("| bench |", f"| bench / {column} |"), rule]
         for run in runs:
@@ -98,7 +109,8 @@ def plot(runs: Sequence[RunData], out: Path) -> list[Path]:
         stats = summarize(run).get((), {})
         values = [stats.get(m) or 0.0 for m in PLOTTED]
         ax.bar([i + n * width for i in range(len(PLOTTED))], values, width, label=run.label)
-    ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(PLOTTED))], PLOTTED)
+    ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(PLOTTED))], [_title(m, "\n") for m in PLOTTED],
+                  fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("pass@1")
     ax.set_title("Repair metrics per model")
@@ -107,17 +119,23 @@ def plot(runs: Sequence[RunData], out: Path) -> list[Path]:
     written.append(_save(fig, plt, out / "metrics.png"))
 
     categories = sorted({r.get("category") or "-" for run in runs for r in run.rows if r.get("status") == "scored"})
-    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 4), sharey=True)
+    columns = min(PANELS_PER_ROW, len(PLOTTED))
+    grid_rows = -(-len(PLOTTED) // columns)
+    fig, grid = plt.subplots(grid_rows, columns, figsize=(4 * columns, 4 * grid_rows), sharey=True, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(PLOTTED):]:
+        ax.set_visible(False)
     for ax, metric in zip(axes, PLOTTED):
         for n, run in enumerate(runs):
             stats = {k[0] or "-": v for k, v in summarize(run, ("category",)).items()}
             values = [(stats.get(c) or {}).get(metric) or 0.0 for c in categories]
             ax.bar([i + n * width for i in range(len(categories))], values, width, label=run.label)
         ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(categories))], categories)
-        ax.set_title(metric)
+        ax.set_title(_title(metric))
         ax.set_ylim(0, 1.05)
-    axes[0].set_ylabel("pass@1")
-    axes[-1].legend(fontsize=7)
+    for row in grid:
+        row[0].set_ylabel("pass@1")
+    axes[len(PLOTTED) - 1].legend(fontsize=7)
     fig.tight_layout()
     written.append(_save(fig, plt, out / "by_category.png"))
     return written
@@ -127,6 +145,10 @@ def _save(fig, plt, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _title(metric: str, sep: str = " ") -> str:
+    return f"{metric}{sep}(lower is better)" if metric in LOWER_IS_BETTER else metric
 
 
 def _pct(value) -> str:

@@ -22,7 +22,7 @@ from lsp_runner.snapshot import Snapshot
 
 from .functional import ItemTests, checked_tests, run_all
 from .items import EvalItem, Skipped, choose_target
-from .metrics import METRICS, aggregate
+from .metrics import METRICS, aggregate, not_scored
 from .models import Answer, RepairModel, Sampling
 from .sandbox import Limits
 from .scoring import score_static, target_verdict
@@ -55,6 +55,10 @@ class EvalResult:
 
     def summary(self, by: Sequence[str] = (), k: int | None = None) -> dict:
         return aggregate(self.scored(), by, k)
+
+    def not_scored(self) -> dict[str, int]:
+        """Scored rows per metric whose verdict the meta-LSP or the sandbox failed to give."""
+        return not_scored(self.scored())
 
 
 def select(items: Sequence[EvalItem], limit: int | None, seed: int) -> list[EvalItem]:
@@ -149,7 +153,7 @@ def _score(items: Sequence[EvalItem], tests: Sequence[ItemTests], answers: list[
     rows, statics = [], []
     for item, item_tests, item_answers in zip(items, tests, answers):
         for k, answer in enumerate(item_answers):
-            s = score_static(item.code, item.reference, None if answer.error else answer.text)
+            s = score_static(item.code, item.reference, None if answer.error else answer.text, item.target)
             statics.append((item, item_tests, s))
             rows.append(_row(item, item_tests, k, answer))
     seconds["static"] = time.perf_counter() - clock
@@ -167,21 +171,30 @@ def _score(items: Sequence[EvalItem], tests: Sequence[ItemTests], answers: list[
         if s.applies:
             got = results.get(f"a{n}")
             after = None
-            failure = ""
+            failure = "no result"
             if got is not None and got.ok and item.path not in got.skipped:
                 after = list(got.diagnostics.get(item.path, []))
-            elif got is not None:
-                failure = got.reason or got.skipped.get(item.path, "")
+            elif got is not None:  # the check failed, or the servers skipped the file (past their size limit)
+                failure = got.reason or got.skipped.get(item.path, "") or "check failed"
             s.target_gone, s.target_detail = target_verdict(item.target, item.code, s.fixed, after, failure)
         if item_tests.present:
             outcome = outcomes.get(n)
-            s.functional = bool(outcome and outcome.passed)
-            s.test_detail = outcome.detail if outcome else s.apply_error or "no diff applied"
+            passed = getattr(outcome, "passed", False)
+            if outcome is not None and passed is None:  # the sandbox failed, not the candidate: not scored
+                s.functional = None
+                s.test_detail = _prefixed("sandbox_failed: ", outcome.detail)
+            else:
+                s.functional = bool(passed)
+                s.test_detail = outcome.detail if outcome else s.apply_error or "no diff applied"
             rows[n]["cases_passed"] = outcome.cases_passed if outcome else 0
         rows[n].update({"diff": s.diff, "apply_error": s.apply_error, "target_detail": s.target_detail,
                         "test_detail": s.test_detail,
                         **{m: getattr(s, m) for m in METRICS}})
     return rows
+
+
+def _prefixed(prefix: str, detail: str) -> str:
+    return (detail if detail.startswith(prefix.rstrip()) else prefix + detail)[:300]
 
 
 def _row(item: EvalItem, tests: ItemTests, k: int, answer: Answer) -> dict:

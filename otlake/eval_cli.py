@@ -10,10 +10,12 @@ from pathlib import Path
 import click
 import orjson
 
+from eval.metrics import METRICS
+
 from .cli_common import ErrorsAsClickGroup, home_option
 from .output import render
 
-SHOWN = ("extracted", "applies", "changes", "target_gone", "functional", "ast_exact", "ast_or_string")
+SHOWN = METRICS
 
 
 @click.group(cls=ErrorsAsClickGroup, name="eval")
@@ -61,7 +63,8 @@ def eval_() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for run.json (the summary) and items.jsonl (every sample); `eval report` reads it.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="json: print one JSON object (bench, model, items, metrics, by_category) instead of tables.")
+              help="json: print one JSON object (bench, model, items, metrics, by_category, not_scored) "
+                   "instead of tables.")
 @home_option
 def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, samples: int, seed: int,
         temperature: float, top_p: float, top_k: int, max_tokens: int, fewshot: int, workers: int, concurrency: int,
@@ -70,9 +73,13 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
 
     Each item's prompt is the sentinel schema: the numbered buggy code, the
     diagnostic the meta-LSP reports for the bug, and its line. The answer's
-    diff is applied strictly, then scored: extracted, applies, target gone
+    diff is applied strictly, then scored: target as reference (the hunk at
+    the target equals the reference's), deletes only (the diff only removes
+    code; lower is better), extracted, applies, changes, target gone
     (meta-LSP re-check), functional (the item's tests, in the sandbox), AST
     exact match and AST match with string fallback against the reference.
+    A sample whose meta-LSP check or sandbox run failed is not scored for
+    that metric and counted apart (`not_scored`).
     The run and every sample are stored in `eval_runs` and `eval_items`.
 
     \b
@@ -115,6 +122,9 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
                f"x {samples} sample{'s' if samples > 1 else ''} in {report.seconds:.1f} s; wrote {out}")
     if report.skipped:
         click.echo("skipped: " + ", ".join(f"{r} {n}" for r, n in report.skipped.items()))
+    if any(report.not_scored.values()):  # the meta-LSP or the sandbox failed: left out of those metrics
+        click.echo("not scored (infrastructure failed): "
+                   + ", ".join(f"{m} {n} samples" for m, n in report.not_scored.items() if n))
     tests = report.result.tests
     if tests.get("items"):
         click.echo(f"tests: {tests['with_tests']} of {tests['items']} items have tests; references passing their "

@@ -33,6 +33,7 @@ class EvalReport:
     by_category: dict = field(default_factory=dict)
     by_subtype: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    not_scored: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_json(self) -> dict:
@@ -40,7 +41,7 @@ class EvalReport:
         return {"run_id": self.run_id, "bench": self.bench, "model": self.model,
                 "items": self.metrics.get("items", 0), "samples": self.samples, "metrics": self.metrics,
                 "by_category": self.by_category, "by_subtype": self.by_subtype, "skipped": self.skipped,
-                "tests": self.result.tests, "seconds": round(self.seconds, 2)}
+                "not_scored": self.not_scored, "tests": self.result.tests, "seconds": round(self.seconds, 2)}
 
 
 def prompt_hash() -> str:
@@ -110,10 +111,11 @@ def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, se
     report.by_subtype = {key[0] or "-": v for key, v in result.summary(("subtype",), k).items()}
     report.skipped = dict(Counter(r["skip_reason"].split(":")[0] for r in result.rows
                                   if r["status"] == "skipped").most_common())
+    report.not_scored = result.not_scored()
     report.seconds = time.perf_counter() - start
     timings = {**{k_: round(v, 3) for k_, v in result.seconds.items()}, "total": round(report.seconds, 3)}
     scored_items = {r["item_id"] for r in result.scored()}
-    counts = {"tests": result.tests, "skipped_by_reason": report.skipped,
+    counts = {"tests": result.tests, "skipped_by_reason": report.skipped, "not_scored": report.not_scored,
               "out": str(Path(out).absolute()) if out is not None else None}
     ready = [i for i in chosen if i.id in scored_items]
     con.execute("BEGIN")
@@ -161,11 +163,13 @@ def fewshot_demos(items: Sequence[EvalItem], n: int, check) -> list:
 
 
 def list_runs(con) -> tuple[list[str], list[tuple]]:
-    """Past runs, newest first: id, bench, model, items, the main metrics, when."""
+    """Past runs, newest first: id, bench, model, items, the main metrics, when (NULL: not in that run)."""
     if not has_eval_tables(con):
         return [], []
     cur = con.execute("""
         SELECT run_id, bench, model, status, items, samples,
+               CAST(metrics->>'target_as_reference' AS DOUBLE) AS target_as_reference,
+               CAST(metrics->>'deletes_only' AS DOUBLE) AS deletes_only,
                CAST(metrics->>'applies' AS DOUBLE) AS applies, CAST(metrics->>'target_gone' AS DOUBLE) AS target_gone,
                CAST(metrics->>'functional' AS DOUBLE) AS functional, CAST(metrics->>'ast_exact' AS DOUBLE) AS ast_exact,
                strftime(started_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS started

@@ -50,6 +50,9 @@ def test_oracle_is_the_ceiling_and_noop_the_floor_on_debugbench(tmp_path):
     assert m["functional_items"] >= 1 and m["functional"] == 1.0
     assert z["applies"] == 1.0 and z["target_gone"] == z["ast_exact"] == z["ast_or_string"] == 0.0
     assert m["changes"] == 1.0 and z["changes"] == 0.0  # noop's diff applies and changes nothing
+    assert m["target_as_reference"] == 1.0 and z["target_as_reference"] == 0.0
+    assert m["deletes_only"] == z["deletes_only"] == 0.0  # none of these references only deletes; noop removes nothing
+    assert oracle["not_scored"] == noop["not_scored"] == {"target_gone": 0, "functional": 0}
     assert z["functional"] < 1.0
     assert set(oracle["by_category"]) <= {"syntax", "reference"}
     con = duckdb.connect(str(tmp_path / "home" / "otlake.duckdb"), read_only=True)
@@ -69,6 +72,9 @@ def test_oracle_is_the_ceiling_and_noop_the_floor_on_debugbench(tmp_path):
     assert report.exit_code == 0, report.output
     text = (tmp_path / "report" / "report.md").read_text()
     assert oracle["run_id"] in text and noop["run_id"] in text and "| 100.0% |" in text
+    head = next(line for line in text.splitlines() if line.startswith("| run | model |"))
+    assert head.startswith("| run | model | bench | items | target_as_reference | deletes_only | extracted |")
+    assert f"| {oracle['run_id']} | 0 | 0 |" in text  # the Not scored table
     for png in ("metrics.png", "by_category.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a report of the noop run alone gets the oracle run on the same items beside it, from the warehouse
@@ -323,18 +329,79 @@ def test_a_warehouse_from_before_the_changes_metric_gains_its_column(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     con = duckdb.connect(str(home / "otlake.duckdb"))
-    try:  # eval_items as runs stored it before `changes` existed, with one old row
-        con.execute(EVAL_TABLES["eval_items"].replace(
-            "changes BOOLEAN,                  -- applies and changes the code (NULL in runs stored before it)", ""))
-        assert "changes" not in [r[0] for r in con.execute("DESCRIBE eval_items").fetchall()]
+    new_columns = ("changes", "target_as_reference", "deletes_only")
+    ddl = "\n".join(line for line in EVAL_TABLES["eval_items"].splitlines()
+                    if not line.strip().startswith(new_columns))
+    try:  # eval_items as runs stored it before `changes` and the target metrics existed, with one old row
+        con.execute(ddl)
+        assert not set(new_columns) & {r[0] for r in con.execute("DESCRIBE eval_items").fetchall()}
         con.execute("INSERT INTO eval_items (run_id, item_id, sample, status) VALUES ('old', 'a', 0, 'scored')")
     finally:
         con.close()
     got = run_json(tmp_path, "noop", "--model", "noop", "--limit", "2")
-    assert got["metrics"]["changes"] == 0.0
+    assert got["metrics"]["changes"] == 0.0 and got["metrics"]["deletes_only"] == 0.0
     con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
     try:
-        rows = con.execute("SELECT run_id = 'old', changes FROM eval_items ORDER BY 1 DESC, item_id").fetchall()
+        rows = con.execute("""SELECT run_id = 'old', changes, target_as_reference, deletes_only FROM eval_items
+                              ORDER BY 1 DESC, item_id""").fetchall()
     finally:
         con.close()
-    assert rows[0] == (True, None) and len(rows) == 1 + got["items"] and all(c is False for _, c in rows[1:])
+    assert rows[0] == (True, None, None, None) and len(rows) == 1 + got["items"]
+    assert all(r[1:] == (False, False, False) for r in rows[1:])
+
+
+def test_a_failed_language_server_leaves_target_gone_not_scored_and_counted_apart(tmp_path):
+    from eval.models import resolve_model
+    from eval.run import RunOptions
+    from lsp_runner.result import CheckResult
+    from otlake.eval_cli import write_run
+    from otlake.evaluation import run_eval
+    from warehouse.store import Warehouse
+
+    records = [{"id": "crash", "buggy_code": "x = 1\nprint(y)\n", "fixed_code": "x = 1\nprint(x)\n"},
+               {"id": "bloat", "buggy_code": "z = 1\nprint(w)\n", "fixed_code": "z = 1\nprint(z)\n"},
+               {"id": "fine", "buggy_code": "v = 1\nprint(u)\n", "fixed_code": "v = 1\nprint(v)\n"}]
+    data = tmp_path / "mine.jsonl"
+    target = {"rule": "ruff[F821]", "line": 2}  # given: the buggy files are never checked
+    data.write_text("".join(json.dumps({**r, **target, "message": "Undefined name"}) + "\n" for r in records))
+
+    def verdict(snapshot):  # a meta-LSP that crashes on one fixed file, skips one as too large, checks one
+        text = snapshot.files["main.py"]
+        if "print(x)" in text:
+            return CheckResult(snapshot.id, "failed", reason="pyright crashed 3 times")
+        if "print(z)" in text:
+            return CheckResult(snapshot.id, "ok", skipped={"main.py": "too_large: 600,000 bytes"})
+        return CheckResult(snapshot.id, "ok", diagnostics={"main.py": []})
+
+    def check(snapshots):
+        return [verdict(s) for s in snapshots]
+
+    home, out = tmp_path / "home", tmp_path / "run"
+    with Warehouse(home) as wh:
+        report = run_eval(wh, "jsonl", [str(data)], resolve_model("oracle"), RunOptions(), 0, check, out=out)
+    write_run(report, out)
+    got = report.as_json()
+    rows = {r["item_id"]: r for r in report.result.rows}
+    details = {k: (r["target_gone"], r["target_detail"]) for k, r in rows.items()}
+    assert details == {"crash": (None, "lsp_failed: pyright crashed 3 times"),
+                       "bloat": (None, "lsp_failed: too_large: 600,000 bytes"),  # skipped: not checked either
+                       "fine": (True, "")}
+    assert got["not_scored"] == {"target_gone": 2, "functional": 0}
+    m = got["metrics"]
+    assert (m["target_gone"], m["target_gone_items"]) == (1.0, 1)  # the two are left out, not failed
+    assert (m["applies"], m["applies_items"]) == (1.0, 3)
+    assert m["target_as_reference"] == m["ast_exact"] == 1.0 and m["deletes_only"] == 0.0
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        stored = con.execute("SELECT item_id, target_gone, target_as_reference, deletes_only FROM eval_items "
+                             "ORDER BY 1").fetchall()
+        counts = json.loads(con.execute("SELECT counts FROM eval_runs").fetchall()[0][0])
+    finally:
+        con.close()
+    assert stored == [("bloat", None, True, False), ("crash", None, True, False), ("fine", True, True, False)]
+    assert counts["not_scored"] == {"target_gone": 2, "functional": 0}
+    made = invoke("eval", "report", str(out), "--out", str(tmp_path / "report"), "--home", str(home),
+                  "--no-baselines")
+    assert made.exit_code == 0, made.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Not scored" in text and f"| {report.run_id} | 2 | 0 |" in text

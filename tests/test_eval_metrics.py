@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from eval.errors import EvalError
 from eval.items import EvalItem, changed_lines, choose_target, load_debugbench, load_jsonl
-from eval.metrics import aggregate, ast_exact, ast_or_string, normalized_text, pass_at_k
+from eval.metrics import (
+    METRICS,
+    aggregate,
+    ast_exact,
+    ast_or_string,
+    normalized_text,
+    not_scored,
+    pass_at_k,
+)
 from eval.run import select
 from eval.scoring import score_static
 from lsp_runner.diagnostic import Diagnostic
@@ -68,6 +76,31 @@ def test_aggregate_averages_per_item_then_skips_metrics_that_do_not_apply():
     by = aggregate(rows, ("subtype",))
     assert by[("x",)]["ast_or_string"] == 0.5 and by[("y",)]["ast_exact"] == 0.5
     assert by[("y",)]["functional"] is None
+
+
+def test_a_sample_the_machinery_failed_is_not_scored_and_counted_not_failed():
+    def row(item, gone, functional, target_detail="", test_detail=""):
+        return {"item_id": item, "target_gone": gone, "target_detail": target_detail, "functional": functional,
+                "test_detail": test_detail}
+
+    rows = [
+        row("a", True, True), row("a", None, True, target_detail="lsp_failed: pyright crashed 3 times"),
+        row("b", False, None, test_detail="sandbox_failed: could not start"), row("b", False, False),
+        # stored before the rule: a failed check read False; its detail still says why
+        row("c", False, True, target_detail="lsp_failed: no result"), row("c", False, False),
+        row("d", True, None, test_detail="no_tests: the item has none"),  # not applicable, not a failure
+    ]
+    total = aggregate(rows, (), k=1)[()]
+    assert total["target_gone_items"] == 2 and total["target_gone"] == 0.5  # b 0 of 2, d 1 of 1; a, c not scored
+    assert total["functional_items"] == 2 and total["functional"] == 0.75  # a 2 of 2, c 1 of 2; b, d not scored
+    assert not_scored(rows) == {"target_gone": 2, "functional": 1}
+    assert not_scored(rows[:1]) == {"target_gone": 0, "functional": 0}
+
+
+def test_the_target_metrics_come_first():
+    assert METRICS[:2] == ("target_as_reference", "deletes_only")
+    assert set(METRICS[2:]) == {"extracted", "applies", "changes", "target_gone", "functional", "ast_exact",
+                                "ast_or_string"}
 
 
 def test_score_static_applies_strictly_and_compares_with_the_reference():

@@ -38,10 +38,13 @@ EVAL_TABLES = {
             answer VARCHAR, error VARCHAR, diff VARCHAR,
             extracted BOOLEAN, applies BOOLEAN, apply_error VARCHAR,
             changes BOOLEAN,                  -- applies and changes the code (NULL in runs stored before it)
-            target_gone BOOLEAN, target_detail VARCHAR,
-            functional BOOLEAN,               -- NULL: the item has no tests
+            target_gone BOOLEAN,              -- NULL: the meta-LSP check failed ('lsp_failed: ...')
+            target_detail VARCHAR,
+            functional BOOLEAN,               -- NULL: no tests, or the sandbox failed ('sandbox_failed: ...')
             tests INTEGER, tests_reason VARCHAR, cases_passed INTEGER, test_detail VARCHAR,
             ast_exact BOOLEAN, ast_or_string BOOLEAN,
+            target_as_reference BOOLEAN,      -- the target's hunk is the reference's (NULL: no target)
+            deletes_only BOOLEAN,             -- the diff only removes code (NULL: it does not apply)
             seconds DOUBLE, prompt_tokens INTEGER, completion_tokens INTEGER, prompt_hash VARCHAR,
             PRIMARY KEY (run_id, item_id, sample)
         )""",
@@ -57,18 +60,21 @@ EVAL_TABLES = {
         )""",
 }
 
+# NULL in a metric's column: see eval/metrics.py (also NULL in rows stored before the metric existed)
 ITEM_COLUMNS = ("run_id", "item_id", "sample", "status", "skip_reason", "category", "subtype", "rule", "target_line",
                 "target_message", "answer", "error", "diff", "extracted", "applies", "apply_error", "changes", "target_gone",
                 "target_detail", "functional", "tests", "tests_reason", "cases_passed", "test_detail", "ast_exact",
-                "ast_or_string", "seconds", "prompt_tokens", "completion_tokens", "prompt_hash")
+                "ast_or_string", "target_as_reference", "deletes_only", "seconds", "prompt_tokens",
+                "completion_tokens", "prompt_hash")
 
 
 def create_eval_tables(con) -> None:
     """Create the tables if they are missing (idempotent)."""
     for ddl in EVAL_TABLES.values():
         con.execute(ddl)
-    # a warehouse whose eval_items predates the `changes` metric gains the column; its old rows read NULL
-    con.execute("ALTER TABLE eval_items ADD COLUMN IF NOT EXISTS changes BOOLEAN")
+    # a warehouse whose eval_items predates a metric gains its column; its old rows read NULL
+    for column in ("changes", "target_as_reference", "deletes_only"):
+        con.execute(f"ALTER TABLE eval_items ADD COLUMN IF NOT EXISTS {column} BOOLEAN")
 
 
 def has_eval_tables(con) -> bool:
