@@ -52,6 +52,7 @@ class PairsOptions:
     config: LspConfig = DEFAULT_CONFIG
     batch_snapshots: int = 64          # snapshots per transaction (and per ruff process)
     timeout_s: float = 30.0
+    now_us: int | None = None          # the instant the run decides `waiting` at (None: the wall clock)
 
 
 @dataclass
@@ -137,7 +138,7 @@ def build_pairs(wh: Warehouse, options: PairsOptions = PairsOptions(),
     params = {"repls": list(options.repls), "since_us": options.since_us, "workers": options.workers,
               "stylistic": list(options.stylistic), "pyright": options.config.pyrightconfig(),
               "ruff": options.config.ruff_args(), "max_file_bytes": options.config.max_file_bytes,
-              "batch_snapshots": options.batch_snapshots, "timeout_s": options.timeout_s}
+              "batch_snapshots": options.batch_snapshots, "timeout_s": options.timeout_s, "now_us": options.now_us}
     run_id = start_run(con, "pairs", params)
     report = PairsReport(run_id)
     started = time.perf_counter()
@@ -156,7 +157,7 @@ def build_pairs(wh: Warehouse, options: PairsOptions = PairsOptions(),
             for repl_id in sorted(by_repl):
                 clock = time.perf_counter()
                 history = ReplHistory(con, repl_id)
-                typing, waiting = _still_typing(history, by_repl[repl_id], last_us[repl_id])
+                typing, waiting = _still_typing(history, by_repl[repl_id], last_us[repl_id], options.now_us)
                 _write(con, [(item, _Decision(FILTERED, "still_typing")) for item in by_repl[repl_id]
                              if item.seq in typing], report)
                 report.waiting += len(waiting)  # no decision stored: the next run decides them
@@ -234,12 +235,13 @@ def _filter_reason(item: _Logged, options: PairsOptions) -> str | None:
 LIVE_US = 86_400_000_000  # a session whose last event is younger than this (wall clock) may still go on
 
 
-def _still_typing(history: ReplHistory, items: list[_Logged], last_us: int) -> tuple[set[int], set[int]]:
+def _still_typing(history: ReplHistory, items: list[_Logged], last_us: int,
+                  now_us: int | None = None) -> tuple[set[int], set[int]]:
     """The seqs of the diagnostics on a line the user was still typing (synth.still_typing), and of
     those it cannot tell yet: no packet of the file follows, the repl's stream (last event at
     `last_us`) ends less than a pause after it, and the session may still be live (its last event is
     less than a day old), so the next burst may still arrive."""
-    live = time.time() * 1e6 - last_us < LIVE_US
+    live = (time.time() * 1e6 if now_us is None else now_us) - last_us < LIVE_US
     by_lineage: dict[int, list[tuple[_Logged, int]]] = defaultdict(list)
     for item in items:
         lineage = history.lineage_before(item.diag.path, item.seq)
