@@ -1,0 +1,199 @@
+"""One pipeline contract: stages, engines and the one run lifecycle (DESIGN.md, "Stages, stores and engines").
+
+A `Stage` is pure over partitions: `pending(store, params)` names the partitions still to do (those
+without the stage's marker), the engine hands `process` one partition's rows as Arrow (the stage's
+`reads` tables, filtered to that partition's repl) with a `Context` (the instant, the parameters, the
+checker, the LM endpoint), and `process` returns a `StageResult`: output rows by table, drops counted by
+reason, quarantine rows, marker rows, the count in. `reduce` sees every result at the end (dedup, split,
+few-shot pools) and may return one more result to commit; a stage whose output is decided only there
+(`commit_partitions = False`) has its partitions' rows held for `reduce` instead of committed one by one.
+An `Engine` only decides where partitions run.
+
+`run_stage` is the one lifecycle: a `runs` row with the parameters and timings; each partition's outputs
+and quarantine rows committed, then its markers in a second commit, so a killed run redoes only the
+partitions without a marker; a reconciliation (in = out + dropped by reason + quarantined) that must
+balance; the run marked failed, with what it had counted, on any error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from events.errors import OtlakeError
+from warehouse.stores import Store, read_table
+
+Progress = Callable[[int, int], None]  # partitions done, partitions in all
+
+
+class PipelineError(OtlakeError):
+    """A stage broke the contract: a reconciliation that does not balance, a partition it did not ask for."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One repl's rows: table name -> Arrow rows of that repl, for each table the stage reads."""
+
+    key: str
+    tables: Mapping[str, pa.Table]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a stage may not fetch itself: the instant it runs at, its parameters, the checker, the LM."""
+
+    now_us: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    checker: Any = None
+    lm: Any = None
+
+
+@dataclass
+class StageResult:
+    """What one partition (or a reduce step) gives: rows by table, drops by reason, quarantine, markers."""
+
+    outputs: dict[str, pa.Table] = field(default_factory=dict)
+    deletes: dict[str, pa.Table] = field(default_factory=dict)
+    quarantine: pa.Table | None = None
+    markers: dict[str, pa.Table] = field(default_factory=dict)
+    count_in: int = 0
+    count_out: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    extra: dict = field(default_factory=dict)  # figures a stage reports beside the reconciliation
+
+    @property
+    def quarantined(self) -> int:
+        return 0 if self.quarantine is None else self.quarantine.num_rows
+
+
+class Stage(Protocol):
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    def pending(self, store: Store, params: Mapping[str, Any]) -> list[str]: ...
+    def process(self, part: Partition, ctx: Context) -> StageResult: ...
+    def reduce(self, results: Sequence[StageResult], ctx: Context) -> StageResult | None: ...
+
+
+class Engine(Protocol):
+    def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]: ...
+
+
+class LocalEngine:
+    """Runs partitions in this process, one after another, in the order given."""
+
+    def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
+        for part in parts:
+            yield stage.process(part, ctx)
+
+
+def read_partition(store: Store, stage: Stage, key: str) -> Partition:
+    """The rows of repl `key` in every table the stage reads."""
+    return Partition(key, {table: read_table(store, table, where={"repl_id": key}) for table in stage.reads})
+
+
+@dataclass
+class RunReport:
+    """How a run ended: its id, the reconciliation, timings and what the stage reported beside them."""
+
+    run_id: str
+    stage: str
+    partitions: int = 0
+    count_in: int = 0
+    count_out: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    quarantined: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def reconciliation(self) -> dict:
+        return {"in": self.count_in, "out": self.count_out, "dropped": dict(self.dropped),
+                "quarantined": self.quarantined, "partitions": self.partitions, **self.extra}
+
+    def balanced(self) -> bool:
+        return self.count_in == self.count_out + sum(self.dropped.values()) + self.quarantined
+
+    def add(self, result: StageResult) -> None:
+        self.count_in += result.count_in
+        self.count_out += result.count_out
+        self.dropped.update(result.dropped)
+        self.quarantined += result.quarantined
+        for k, v in result.extra.items():
+            self.extra[k] = self.extra.get(k, 0) + v if isinstance(v, int | float) else v
+
+
+def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, Any], *, now_us: int | None = None,
+              checker: Any = None, lm: Any = None, progress: Progress | None = None) -> RunReport:
+    """Run `stage` over its pending partitions on `engine`, committing into `store`; the one run lifecycle."""
+    started = time.perf_counter()
+    ctx = Context(now_us=int(time.time() * 1e6) if now_us is None else now_us, params=dict(params),
+                  checker=checker, lm=lm)
+    runs = store.runs()
+    run_id = runs.start(stage.name, dict(params))
+    report = RunReport(run_id, stage.name)
+    try:
+        keys = stage.pending(store, params)
+        wanted = set(keys)
+        parts = (read_partition(store, stage, key) for key in keys)
+        per_partition = getattr(stage, "commit_partitions", True)
+        results = []
+        for result in engine.map(stage, parts, ctx):
+            part_key = result.extra.pop("partition", None)
+            if part_key is not None and part_key not in wanted:
+                raise PipelineError(f"{stage.name}: a result for partition {part_key!r}, which was not pending")
+            report.partitions += 1
+            if per_partition:
+                _commit(store, run_id, result, ctx)
+                report.add(result)
+                results.append(_summary(result))
+            else:
+                results.append(result)
+            if progress:
+                progress(report.partitions, len(keys))
+        final = stage.reduce(results, ctx)
+        if not per_partition:
+            for result in results:
+                report.add(_summary(result))
+        if final is not None:
+            _commit(store, run_id, final, ctx)
+            report.add(final)
+        if not report.balanced():
+            raise PipelineError(f"{stage.name}: records in ({report.count_in}) != out ({report.count_out}) + "
+                                f"dropped ({sum(report.dropped.values())}) + quarantined ({report.quarantined})")
+    except BaseException:
+        report.seconds = time.perf_counter() - started
+        runs.finish(run_id, "failed", report.reconciliation(), {"seconds": round(report.seconds, 3)})
+        raise
+    report.seconds = time.perf_counter() - started
+    runs.finish(run_id, "done", report.reconciliation(), {"seconds": round(report.seconds, 3)})
+    return report
+
+
+def _commit(store: Store, run_id: str, result: StageResult, ctx: Context) -> None:
+    """Outputs and quarantine in one commit, then the markers: a kill between them redoes the partition.
+
+    The one quarantine writer: each row gets the run's id and the run's instant."""
+    upserts = dict(result.outputs)
+    if result.quarantine is not None and result.quarantine.num_rows:
+        q = result.quarantine
+        for column, value, kind in (("run_id", run_id, pa.string()),
+                                    ("quarantined_at", ctx.now_us, pa.timestamp("us", "UTC"))):
+            if column not in q.column_names:
+                q = q.append_column(column, pa.array([value] * q.num_rows, kind))
+        upserts["quarantine"] = q
+    if upserts or result.deletes:
+        store.commit(run_id, upserts, result.deletes)
+    if result.markers:
+        store.commit(run_id, result.markers)
+
+
+def _summary(result: StageResult) -> StageResult:
+    """What reduce sees of a committed partition: its counts and extras, not its rows (already committed)."""
+    return StageResult(count_in=result.count_in, count_out=result.count_out, dropped=Counter(result.dropped),
+                       extra=dict(result.extra))
