@@ -163,7 +163,8 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
       otlake verify
     """
     from warehouse.store import Warehouse
-    from warehouse.verify import verify as run_verify
+
+    from .stages import verify as run_verify
 
     with Warehouse(home) as wh:
         total = len(repls) or wh.con.execute("SELECT count(DISTINCT repl_id) FROM events").fetchone()[0]

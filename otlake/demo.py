@@ -6,10 +6,10 @@ import click
 
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
-from warehouse.verify import verify
 
 from .output import render
 from .pairs import PairsOptions, build_pairs
+from .stages import verify
 from .synth_stage import SynthOptions, run_synth
 
 TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "pairs", "diffs", "datasets",

@@ -19,70 +19,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
 from events.errors import OtlakeError
+from events.stages import Context, Engine, Partition, Stage, StageResult
 from warehouse.stores import Store, read_table
+
+__all__ = ["Context", "Engine", "LocalEngine", "Partition", "PipelineError", "RunReport", "Stage", "StageResult",
+           "read_partition", "run_stage"]
 
 Progress = Callable[[int, int], None]  # partitions done, partitions in all
 
 
 class PipelineError(OtlakeError):
     """A stage broke the contract: a reconciliation that does not balance, a partition it did not ask for."""
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One repl's rows: table name -> Arrow rows of that repl, for each table the stage reads."""
-
-    key: str
-    tables: Mapping[str, pa.Table]
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a stage may not fetch itself: the instant it runs at, its parameters, the checker, the LM."""
-
-    now_us: int
-    params: Mapping[str, Any] = field(default_factory=dict)
-    checker: Any = None
-    lm: Any = None
-
-
-@dataclass
-class StageResult:
-    """What one partition (or a reduce step) gives: rows by table, drops by reason, quarantine, markers."""
-
-    outputs: dict[str, pa.Table] = field(default_factory=dict)
-    deletes: dict[str, pa.Table] = field(default_factory=dict)
-    quarantine: pa.Table | None = None
-    markers: dict[str, pa.Table] = field(default_factory=dict)
-    count_in: int = 0
-    count_out: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    extra: dict = field(default_factory=dict)  # figures a stage reports beside the reconciliation
-
-    @property
-    def quarantined(self) -> int:
-        return 0 if self.quarantine is None else self.quarantine.num_rows
-
-
-class Stage(Protocol):
-    name: str
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-
-    def pending(self, store: Store, params: Mapping[str, Any]) -> list[str]: ...
-    def process(self, part: Partition, ctx: Context) -> StageResult: ...
-    def reduce(self, results: Sequence[StageResult], ctx: Context) -> StageResult | None: ...
-
-
-class Engine(Protocol):
-    def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]: ...
 
 
 class LocalEngine:
@@ -110,7 +64,8 @@ class RunReport:
     dropped: Counter = field(default_factory=Counter)
     quarantined: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # counts a stage reports beside the reconciliation (stored)
+    details: dict = field(default_factory=dict)  # lists a stage reports (not stored), e.g. what mismatched
 
     def reconciliation(self) -> dict:
         return {"in": self.count_in, "out": self.count_out, "dropped": dict(self.dropped),
@@ -125,7 +80,10 @@ class RunReport:
         self.dropped.update(result.dropped)
         self.quarantined += result.quarantined
         for k, v in result.extra.items():
-            self.extra[k] = self.extra.get(k, 0) + v if isinstance(v, int | float) else v
+            if isinstance(v, list):
+                self.details.setdefault(k, []).extend(v)
+            else:
+                self.extra[k] = self.extra.get(k, 0) + v
 
 
 def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, Any], *, now_us: int | None = None,
@@ -196,4 +154,4 @@ def _commit(store: Store, run_id: str, result: StageResult, ctx: Context) -> Non
 def _summary(result: StageResult) -> StageResult:
     """What reduce sees of a committed partition: its counts and extras, not its rows (already committed)."""
     return StageResult(count_in=result.count_in, count_out=result.count_out, dropped=Counter(result.dropped),
-                       extra=dict(result.extra))
+                       extra=dict(result.extra), quarantined_records=result.quarantined)

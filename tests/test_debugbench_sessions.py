@@ -23,9 +23,9 @@ from events.validate import parse_ts
 from lsp_runner.diagnostic import normalize_message
 from lsp_runner.linter import MetaLspLinter
 from otlake.dataset_cli import DEBUGBENCH
+from otlake.stages import verify
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
-from warehouse.verify import verify
 
 from .conftest import apply_contract_ops
 

@@ -30,13 +30,13 @@ from lsp_runner.pool import LspPool
 from otlake.dataset import DatasetOptions, build_dataset
 from otlake.evaluation import make_replit, run_eval
 from otlake.pairs import PairsOptions, build_pairs
+from otlake.stages import verify
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.lm import LmSettings
 from tests.lm_server import ScriptedLM, diff_reply, verdict_reply
 from warehouse.ingest import ingest_files
 from warehouse.schema import KEYS
 from warehouse.store import Warehouse
-from warehouse.verify import verify
 
 HERE = Path(__file__).resolve().parent / "golden"
 EXPECTED = HERE / "expected.json"

@@ -72,8 +72,8 @@ def test_a_resent_refused_packet_with_other_content_is_a_conflict(wh):
     """A refused packet is part of its repl's stream: a record with its seq and other content conflicts with it
     (the derived tables have no key constraints to catch a second break row); the same content in other bytes
     is already quarantined."""
+    from otlake.stages import verify
     from warehouse.schema import KEYS
-    from warehouse.verify import verify
 
     bad = ot(2, 2, "a", [{"insert": "a"}])  # version 2 first: a version gap, refused
     ingest_events(wh, [REPL, bad])

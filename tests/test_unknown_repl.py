@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from events.errors import OtlakeError
+from otlake.stages import verify
 from warehouse.ingest import ingest_events
 from warehouse.timetravel import UnknownRepl, require_repls
-from warehouse.verify import verify
 
 from .conftest import Log
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from otlake.stages import verify
 from warehouse.ingest import ingest_events
-from warehouse.verify import verify
 
 from .test_ingest import busy_log
 

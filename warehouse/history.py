@@ -13,26 +13,52 @@ import functools
 from collections import defaultdict
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ot_replay.buffer import TextBuffer
+
+
+def _us(column) -> list[int]:
+    """Microseconds since the epoch of a timestamp column."""
+    return pc.cast(column, pa.timestamp("us", "UTC")).cast(pa.int64()).to_pylist()
 
 
 class ReplHistory:
     """The repl's path bindings, op stream and breaks, read once."""
 
     def __init__(self, con, repl_id: str) -> None:
-        self.repl_id = repl_id
-        self.paths = con.execute(
+        paths = con.execute(
             "SELECT seq, epoch_us(ts), path, file_id FROM path_events WHERE repl_id = ? ORDER BY seq, path",
             [repl_id]).fetchall()
-        self.ops = con.execute(
+        ops = con.execute(
             "SELECT seq, epoch_us(ts), file_id, version, ops FROM ot_ops WHERE repl_id = ? ORDER BY seq",
             [repl_id]).fetchall()
-        self.breaks = {f: (s, us) for f, s, us in con.execute(
-            "SELECT file_id, seq, epoch_us(ts) FROM file_breaks WHERE repl_id = ?", [repl_id]).fetchall()}
+        breaks = con.execute("SELECT file_id, seq, epoch_us(ts) FROM file_breaks WHERE repl_id = ?",
+                             [repl_id]).fetchall()
+        self._load(repl_id, paths, ops, breaks)
+
+    @classmethod
+    def from_tables(cls, repl_id: str, path_events: pa.Table, ot_ops: pa.Table, file_breaks: pa.Table) -> ReplHistory:
+        """The history from one repl's rows of path_events, ot_ops and file_breaks as Arrow (a stage's partition)."""
+        def rows(table: pa.Table, columns: list[str]) -> list[tuple]:
+            data = [(_us(table.column(c)) if c == "ts" else table.column(c).to_pylist()) for c in columns]
+            return list(zip(*data, strict=True))
+
+        paths = sorted(rows(path_events, ["seq", "ts", "path", "file_id"]), key=lambda r: (r[0], r[2]))
+        ops = sorted(rows(ot_ops, ["seq", "ts", "file_id", "version", "ops"]), key=lambda r: r[0])
+        history = cls.__new__(cls)
+        history._load(repl_id, paths, ops, rows(file_breaks, ["file_id", "seq", "ts"]))
+        return history
+
+    def _load(self, repl_id: str, paths: list[tuple], ops: list[tuple], breaks: list[tuple]) -> None:
+        self.repl_id = repl_id
+        self.paths = paths
+        self.ops = ops
+        self.breaks = {f: (s, us) for f, s, us in breaks}
         self._by_file: dict[int, list[tuple[int, int, int, str]]] = defaultdict(list)  # version, seq, us, ops
-        for seq, us, file_id, version, ops in self.ops:
-            self._by_file[file_id].append((version, seq, us, ops))
+        for seq, us, file_id, version, packet in self.ops:
+            self._by_file[file_id].append((version, seq, us, packet))
 
     @functools.cached_property
     def _steps(self) -> list[tuple]:

@@ -1,27 +1,29 @@
 """`verify`: replay every repl from its stored events and compare with its snapshot events.
 
-The replay folds the `events` table (the source of truth) with ot_replay; at
-each repl's end it also checks the derived tables (checkpoints + ot_ops, as
-file_at reads them) against the replay, so a bad projection shows up too.
+The replay folds the `events` table (the source of truth) with ot_replay; it
+also checks the derived tables against it: every checkpoint at its version,
+and at the repl's end the op stream and path bindings (what file_at reads),
+so a bad projection shows up too. A stage of the pipeline contract
+(`VerifyStage`; otlake.stages.verify runs it on the embedded defaults).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from events.errors import BadEvent
+from events.stages import Context, Partition, StageResult
 from events.validate import validate_event
 from ot_replay.replay import apply_event
 from ot_replay.state import ReplFiles
 
-from .runs import finish_run, start_run
+from .history import ReplHistory, _us
 from .schema import KEYS
-from .store import Warehouse
-from .timetravel import require_repls
 
 
 @dataclass
@@ -63,72 +65,96 @@ def _describe(expected: dict[str, str], actual: dict[str, str | None]) -> str:
     return "; ".join(parts)
 
 
-def verify(wh: Warehouse, repl_ids: list[str] | None = None,
-           progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check every snapshot event of the given repls (all by default); mismatches go to quarantine.
+class VerifyStage:
+    """The verify stage (events.stages contract): one repl per partition, its quarantine rows replaced.
 
-    UnknownRepl (before any run is recorded) if one of repl_ids has no stored event.
+    Records: each snapshot checked, and each repl's projection (checkpoints, op stream and keys against the
+    replay of events); a mismatch or a projection with errors is quarantined, the rest count out.
     """
-    con = wh.con
-    if repl_ids:
-        require_repls(con, repl_ids)
-    run_id = start_run(con, "verify", {"repls": repl_ids})
-    report = VerifyReport(run_id)
-    if repl_ids is None:
-        repl_ids = [r for (r,) in con.execute("SELECT DISTINCT repl_id FROM events ORDER BY 1").fetchall()]
-    travel = wh.travel()
-    try:
-        for repl_id in repl_ids:
-            _verify_repl(wh, travel, repl_id, report)
-            report.repls += 1
-            if progress:
-                progress(1)
-    finally:
-        travel.cur.close()
-    _check_keys(con, repl_ids, report)
-    con.execute("BEGIN TRANSACTION")
-    if repl_ids:
-        con.execute("DELETE FROM quarantine WHERE source = 'verify' AND list_contains(?, repl_id)", [repl_ids])
-    for m in report.mismatches + report.projection_errors:
-        con.execute(
-            """INSERT INTO quarantine (source, key, repl_id, seq, origin, error_kind, message, raw, run_id,
-                                      quarantined_at)
-               VALUES ('verify', ?, ?, ?, 'events', ?, ?, NULL, ?, now()) ON CONFLICT DO NOTHING""",
-            [f"{m['repl_id']}/{m['seq']}/{m['kind']}", m["repl_id"], m["seq"], m["kind"], m["message"], run_id],
-        )
-    con.execute("COMMIT")
-    finish_run(con, run_id, "done", report.as_dict(), {})
-    return report
+
+    name = "verify"
+    reads = ("events", "file_breaks", "checkpoints", "path_events", "ot_ops", "quarantine")
+    writes = ("quarantine",)
+
+    def __init__(self, repl_ids: list[str] | None = None) -> None:
+        self.repl_ids = repl_ids
+
+    def pending(self, store, params) -> list[str]:
+        if self.repl_ids is not None:
+            return list(self.repl_ids)
+        ids = pa.concat_arrays([b.column(0) for b in store.read("events", columns=["repl_id"])] or
+                               [pa.array([], pa.string())])
+        return sorted(pc.unique(ids).to_pylist())
+
+    def process(self, part: Partition, ctx: Context) -> StageResult:
+        report = VerifyReport("")
+        t = part.tables
+        _verify_repl(part.key, t, report)
+        _check_keys(part.key, t, report)
+        found = report.mismatches + report.projection_errors
+        keys = [f"{m['repl_id']}/{m['seq']}/{m['kind']}" for m in found]
+        quarantine = pa.table({
+            "source": pa.array(["verify"] * len(found), pa.string()), "key": pa.array(keys, pa.string()),
+            "repl_id": pa.array([m["repl_id"] for m in found], pa.string()),
+            "seq": pa.array([m["seq"] for m in found], pa.int64()),
+            "origin": pa.array(["events"] * len(found), pa.string()),
+            "error_kind": pa.array([m["kind"] for m in found], pa.string()),
+            "message": pa.array([m["message"] for m in found], pa.string())})
+        quarantine = quarantine.take(pa.array(_first_per_key(keys), pa.int64()))  # the first error of a key stands
+        old = t["quarantine"]
+        stale = [k for s, k in zip(old.column("source").to_pylist(), old.column("key").to_pylist(), strict=True)
+                 if s == "verify" and k not in set(keys)]
+        projection_bad = 1 if report.projection_errors else 0
+        return StageResult(
+            quarantine=quarantine,
+            deletes={"quarantine": pa.table({"source": ["verify"] * len(stale), "key": stale})} if stale else {},
+            count_in=report.snapshots + 1, count_out=report.matched + 1 - projection_bad,
+            quarantined_records=len(report.mismatches) + projection_bad,
+            extra={"repls": 1, "snapshots": report.snapshots, "matched": report.matched,
+                   "mismatched": len(report.mismatches), "projection_errors": len(report.projection_errors),
+                   "mismatches": report.mismatches, "projection_error_list": report.projection_errors})
+
+    def reduce(self, results, ctx) -> None:
+        return None
 
 
-def _check_keys(con, repl_ids: list[str], report: VerifyReport) -> None:
+def _first_per_key(keys: list[str]) -> list[int]:
+    seen: dict[str, int] = {}
+    for n, key in enumerate(keys):
+        seen.setdefault(key, n)
+    return sorted(seen.values())
+
+
+def _check_keys(repl_id: str, tables, report: VerifyReport) -> None:
     """Every key of schema.KEYS unique: ingest keeps them so (they are not DuckDB constraints), checked here."""
-    if not repl_ids:
-        return
     for table, key in KEYS.items():
-        cols = ", ".join(key)
-        for repl_id, first, n in con.execute(
-                f"""SELECT repl_id, min({key[1]}), count(*) FROM (
-                      SELECT {cols} FROM {table} WHERE list_contains(?, repl_id) GROUP BY {cols} HAVING count(*) > 1)
-                    GROUP BY repl_id ORDER BY repl_id""", [repl_ids]).fetchall():
+        rows = tables.get(table)
+        if rows is None:
+            continue
+        counted = rows.select(list(key)).group_by(list(key)).aggregate([([], "count_all")])
+        repeated = counted.filter(pc.greater(counted.column("count_all"), 1))
+        if repeated.num_rows:
+            first = pc.min(repeated.column(key[1])).as_py()
+            cols = ", ".join(key)
             report.projection_errors.append({
                 "repl_id": repl_id, "seq": first if key[1] == "seq" else None, "kind": f"duplicate_key_{table}",
-                "message": f"{n} keys ({cols}) of {table} occur more than once (the first {key[1]} is {first})"})
+                "message": f"{repeated.num_rows} keys ({cols}) of {table} occur more than once "
+                           f"(the first {key[1]} is {first})"})
 
 
-def _verify_repl(wh: Warehouse, travel, repl_id: str, report: VerifyReport) -> None:
+def _verify_repl(repl_id: str, tables, report: VerifyReport) -> None:
     files = ReplFiles(repl_id)
     last_us = None
     last_seq = None
-    rows = wh.con.execute(
-        "SELECT seq, event, epoch_us(ts) FROM events WHERE repl_id = ? ORDER BY seq", [repl_id]
-    ).fetchall()
-    breaks = wh.con.execute(
-        "SELECT seq, file_id, path, error_kind, epoch_us(ts) FROM file_breaks WHERE repl_id = ? ORDER BY seq",
-        [repl_id],
-    ).fetchall()
-    checkpoints = {(f, v): c for f, v, c in wh.con.execute(
-        "SELECT file_id, version, content FROM checkpoints WHERE repl_id = ?", [repl_id]).fetchall()}
+    events = tables["events"].sort_by("seq")
+    rows = zip(events.column("seq").to_pylist(), events.column("event").to_pylist(), _us(events.column("ts")),
+               strict=True)
+    b = tables["file_breaks"].sort_by("seq")
+    breaks = list(zip(b.column("seq").to_pylist(), b.column("file_id").to_pylist(), b.column("path").to_pylist(),
+                      b.column("error_kind").to_pylist(), _us(b.column("ts")), strict=True))
+    c = tables["checkpoints"]
+    checkpoints = dict(zip(zip(c.column("file_id").to_pylist(), c.column("version").to_pylist(), strict=True),
+                           c.column("content").to_pylist(), strict=True))
     for seq, text, us in rows:
         while breaks and breaks[0][0] < seq:  # a quarantined bad packet came before this event
             bseq, file_id, path, kind, _ = breaks.pop(0)
@@ -165,7 +191,8 @@ def _verify_repl(wh: Warehouse, travel, repl_id: str, report: VerifyReport) -> N
     if last_us is None:
         return
     replayed = files.snapshot()
-    derived = travel.files_at(repl_id, last_us)
+    history = ReplHistory.from_tables(repl_id, tables["path_events"], tables["ot_ops"], tables["file_breaks"])
+    derived = history.states_at([last_us])[last_us]
     if derived != replayed:
         report.projection_errors.append({
             "repl_id": repl_id, "seq": last_seq, "kind": "projection_mismatch",

@@ -1,0 +1,67 @@
+"""The types every stage speaks (DESIGN.md, "Stages, stores and engines"): a partition in, a result out.
+
+They live here, in the lowest package, so the stages of warehouse/, synth/ and eval/ implement the
+contract without importing otlake/, which runs them (otlake.pipeline.run_stage) on an engine.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One repl's rows: table name -> Arrow rows of that repl, for each table the stage reads."""
+
+    key: str
+    tables: Mapping[str, pa.Table]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a stage may not fetch itself: the instant it runs at, its parameters, the checker, the LM."""
+
+    now_us: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    checker: Any = None
+    lm: Any = None
+
+
+@dataclass
+class StageResult:
+    """What one partition (or a reduce step) gives: rows by table, drops by reason, quarantine, markers."""
+
+    outputs: dict[str, pa.Table] = field(default_factory=dict)
+    deletes: dict[str, pa.Table] = field(default_factory=dict)
+    quarantine: pa.Table | None = None
+    markers: dict[str, pa.Table] = field(default_factory=dict)
+    count_in: int = 0
+    count_out: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    extra: dict = field(default_factory=dict)  # counts (stored) and lists (reported) beside the reconciliation
+    quarantined_records: int | None = None  # records quarantined, when not one per quarantine row
+
+    @property
+    def quarantined(self) -> int:
+        if self.quarantined_records is not None:
+            return self.quarantined_records
+        return 0 if self.quarantine is None else self.quarantine.num_rows
+
+
+class Stage(Protocol):
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    def pending(self, store: Any, params: Mapping[str, Any]) -> list[str]: ...
+    def process(self, part: Partition, ctx: Context) -> StageResult: ...
+    def reduce(self, results: Sequence[StageResult], ctx: Context) -> StageResult | None: ...
+
+
+class Engine(Protocol):
+    def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]: ...
