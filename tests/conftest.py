@@ -1,4 +1,5 @@
-"""Shared fixtures: a warehouse in a temporary folder and a builder of event logs; Hypothesis profiles."""
+"""Shared fixtures: a warehouse in a temporary folder and a builder of event logs; Hypothesis profiles;
+the skip that OTLAKE_REQUIRE_MODEL=1 turns into a failure."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 import pytest
@@ -21,6 +23,20 @@ BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+REQUIRE_MODEL = "OTLAKE_REQUIRE_MODEL"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test that lacks the real model or a tool, saying why; with OTLAKE_REQUIRE_MODEL=1 (CI), fail.
+
+    A run that skipped the real model proves nothing about it: CI sets the variable so that it cannot go green
+    that way, while a laptop without the package index still runs everything else.
+    """
+    __tracebackhide__ = True  # -rs names the line that called this, not this function
+    if os.environ.get(REQUIRE_MODEL, "") not in ("", "0"):
+        pytest.fail(f"{reason} ({REQUIRE_MODEL}=1: a missing model fails the run)", pytrace=False)
+    pytest.skip(reason)
 
 
 def ts(seconds: float) -> str:

