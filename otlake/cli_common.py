@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -17,19 +18,29 @@ def home_option(f):
     return click.option("--home", type=click.Path(file_okay=False), default=None, help=HOME_HELP)(f)
 
 
+# what `otlake sql` prints for a TIMESTAMPTZ (DuckDB's text): a space for the T, an offset of hours only
+_DUCKDB_TS = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)([+-]\d{2})(?::?(\d{2}))?")
+
+
 def parse_instant(value: str | None, option: str = "--at") -> int:
-    """RFC 3339 text -> µs since the epoch; None means now."""
+    """RFC 3339 text, a date, or a timestamp as `otlake sql` prints it -> µs since the epoch; None means now."""
     from events.validate import parse_ts
 
     if value is None:
         now = datetime.now(UTC)
         return int(now.timestamp() * 1_000_000)
+    value = value.strip()
     if "T" not in value and len(value) == 10:
         value += "T00:00:00Z"
+    duckdb_text = _DUCKDB_TS.fullmatch(value)
+    if duckdb_text:
+        day, clock, hours, minutes = duckdb_text.groups()
+        value = f"{day}T{clock}{hours}:{minutes or '00'}"
     try:
         return parse_ts(value)
     except BadEvent as e:
-        raise click.BadParameter(f"{e.detail} (e.g. 2024-03-01T12:00:00Z)", param_hint=option) from None
+        example = "" if "e.g." in e.detail else " (e.g. 2024-03-01T12:00:00Z)"
+        raise click.BadParameter(f"{e.detail}{example}", param_hint=option) from None
 
 
 class Progress:

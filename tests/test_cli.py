@@ -82,6 +82,15 @@ def test_replay_refuses_bad_arguments(cli, ingested, tmp_path):
     assert cli("replay", "r1", ok=False).exit_code == 2
     bad = cli("replay", "r1", "--at", "yesterday", "--path", "b.py", ok=False)
     assert bad.exit_code == 2 and "RFC 3339" in bad.output
+    assert bad.output.count("e.g.") == 1
+
+
+def test_replay_takes_an_instant_as_otlake_sql_prints_it(cli, ingested):
+    log, _ = ingested
+    printed = cli("sql", "SELECT max(ts) FROM events WHERE kind = 'ot' AND path = 'b.py'", "--format", "csv")
+    instant = printed.output.strip().splitlines()[-1]
+    assert " " in instant and instant.endswith("+00"), instant  # DuckDB's text, not RFC 3339
+    assert cli("replay", "r1", "--at", instant, "--path", "b.py").output == log.texts["b.py"]
 
 
 def test_an_unknown_repl_is_an_error_that_says_how_to_list_repls(cli, ingested, tmp_path):
