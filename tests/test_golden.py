@@ -7,7 +7,8 @@ ingest, verify, pairs (at a fixed instant), synth from the users' own fixes, syn
 real HTTP (each pair answered with its user fix where there is one, else a wrong diff; judged), a frozen
 Replit-style held-out set, a dataset build, and eval runs (oracle and noop on DebugBench items and on the
 held-out set). Then every table is dumped: rows sorted by key, run ids replaced by the stage and its order,
-the temporary folder by `<tmp>` and the scripted LM's port by `<port>`, and columns that hold wall-clock instants or durations left out; each row is
+the temporary folder, the repository and the DebugBench folder by `<tmp>`, `<repo>` and `<debugbench>`
+and the scripted LM's port by `<port>`, and columns that hold wall-clock instants or durations left out; each row is
 hashed. The expectation (tests/golden/expected.json) holds each table's columns, row count and digest, and
 each row's hash by key, so a failure names the rows that changed. Where a row changes on purpose, rerun with
 OTLAKE_GOLDEN_UPDATE=1 and commit the new expectation with a message that says why.
@@ -28,6 +29,7 @@ from eval.models import resolve_model
 from eval.run import RunOptions
 from lsp_runner.pool import LspPool
 from otlake.dataset import DatasetOptions, build_dataset
+from otlake.dataset_cli import DEBUGBENCH
 from otlake.evaluation import make_replit, run_eval
 from otlake.pairs import PairsOptions, build_pairs
 from otlake.stages import verify
@@ -38,7 +40,8 @@ from warehouse.ingest import ingest_files
 from warehouse.schema import KEYS
 from warehouse.store import Warehouse
 
-HERE = Path(__file__).resolve().parent / "golden"
+REPO = Path(__file__).resolve().parents[1]
+HERE = REPO / "tests" / "golden"
 EXPECTED = HERE / "expected.json"
 INPUTS = [HERE / "demo-sessions.jsonl.gz", HERE / "debugbench-sessions.jsonl.gz", HERE / "bad-sessions.jsonl.gz"]
 NOW_US = 1_893_456_000_000_000  # 2030-01-01: every simulated session has ended long before
@@ -107,11 +110,15 @@ def dump(home: Path) -> dict:
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
             "WHERE constraint_type = 'PRIMARY KEY'").fetchall()}
         pattern = re.compile("|".join(re.escape(k) for k in sorted(ids, key=len, reverse=True))) if ids else None
-        tmp = str(home.parent)
+        # folders that differ between checkouts (CI clones elsewhere) and runs
+        folders = [(str(DEBUGBENCH.resolve()), "<debugbench>"), (str(DEBUGBENCH), "<debugbench>"),
+                   (str(home.parent), "<tmp>"), (str(REPO), "<repo>")]
 
         def norm(value):
             if isinstance(value, str):
-                value = PORT.sub("127.0.0.1:<port>", value.replace(tmp, "<tmp>"))
+                for folder, name in folders:
+                    value = value.replace(folder, name)
+                value = PORT.sub("127.0.0.1:<port>", value)
                 return pattern.sub(lambda m: ids[m.group(0)], value) if pattern else value
             if isinstance(value, dict):
                 return {norm(k): norm(v) for k, v in value.items()}
