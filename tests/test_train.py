@@ -120,6 +120,16 @@ def test_every_value_is_overridable_and_numbers_read_as_numbers(lake, tmp_path):
     assert cfg["metadata"]["otlake_overrides"][0] == "optimizer.lr=2e-5"
 
 
+def test_a_lora_override_without_a_task_type_gets_llm_foundrys_one(lake, tmp_path):
+    _, home = lake
+    out = tmp_path / "lora.yaml"
+    invoke("train", "config", "--dataset", "fixes", "--preset", "replit-7b", "--out", out, "--home", home,
+           "model.peft_config={peft_type: LORA, r: 16, lora_alpha: 32, target_modules: [q_proj, v_proj]}")
+    peft = yaml.safe_load(out.read_text())["model"]["peft_config"]
+    assert peft == {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"],
+                    "task_type": "CAUSAL_LM"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["max_duraton=2ep"], "config key 'max_duraton' is not one LLM Foundry knows (did you mean 'max_duration'?)"),
     (["n_gpus=8"], "config key 'n_gpus' is set by LLM Foundry itself"),

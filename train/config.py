@@ -256,6 +256,9 @@ def build_config(ref: DatasetRef, model: str, preset: str = "cpu-small", run_dir
     else:
         cfg["eval_interval"] = 1  # LLM Foundry's default; no eval loader, so nothing runs
     cfg = apply_overrides(cfg, overrides)
+    peft = cfg.get("model", {}).get("peft_config") if isinstance(cfg.get("model"), dict) else None
+    if isinstance(peft, dict) and "task_type" not in peft:
+        peft["task_type"] = "CAUSAL_LM"  # the only task LLM Foundry's PEFT support takes; it refuses a config without
     batch = cfg.get("global_train_batch_size")
     trained = lengths["train"]["trained"] if lengths["checked"] else ref.train_examples
     if isinstance(batch, int) and 0 < trained < batch and cfg["train_loader"].get("drop_last"):
