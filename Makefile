@@ -27,11 +27,11 @@ demo: install
 # the LLM Foundry runs (tests/test_train.py) take both cores: they run after the rest, in one process, so
 # they never starve the local LM server's tests of CPU
 test: install train-env
-	$(UV) run --frozen --group hf pytest -rs -n 2 --dist loadfile --ignore=tests/test_train.py
-	$(UV) run --frozen --group hf pytest -rs tests/test_train.py
+	$(UV) run --frozen --group hf --group lm pytest -rs -n 2 --dist loadfile --ignore=tests/test_train.py
+	$(UV) run --frozen --group hf --group lm pytest -rs tests/test_train.py
 
 bench: install train-env
-	$(UV) run --frozen python -m bench.run
+	$(UV) run --frozen --group lm python -m bench.run
 
 lint: install
 	$(UV) run --frozen ruff check .

@@ -7,7 +7,7 @@ empty diff (the floor). A DSPy LM is called through synth.program (the same
 repair program synthesis uses, no few-shot demos) with the eval's sampling
 settings; sample k of an item is DSPy's rollout k, so samples are cached
 apart. A Hugging Face checkpoint is run with transformers (its own
-dependency group: `uv sync --group hf`), its chat template around the
+dependency group: `uv sync --inexact --group hf`), its chat template around the
 same prompt text that training examples have.
 """
 
@@ -139,7 +139,7 @@ class HfModel:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
             except ImportError as e:
                 raise EvalError(f"model {self.path}: running a Hugging Face checkpoint needs torch and "
-                                "transformers: `uv sync --group hf`") from e
+                                "transformers: `uv sync --inexact --group hf`") from e
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # stdout/stderr carry our output (--format json)

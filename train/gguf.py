@@ -116,7 +116,11 @@ def _download(version: str, dest: Path) -> None:
 
 def quantize(src: Path, out: Path, quant: str) -> None:
     """llama.cpp's quantizer on a GGUF (llama_model_quantize through llama-cpp-python)."""
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:
+        raise TrainError("quantizing needs the `lm` dependency group (llama.cpp): run "
+                         "`uv sync --inexact --group lm` (`make test` installs it)") from None
 
     ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[quant]
     params = llama_cpp.llama_model_quantize_default_params()

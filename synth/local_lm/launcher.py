@@ -13,6 +13,7 @@ file, ...), never a hang: start-up has a deadline.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -48,6 +49,14 @@ def default_port() -> int:
 
 class ServerError(ModelFileError):
     """The local LM server could not be started or reached."""
+
+
+def require_lm_group() -> None:
+    """ServerError naming the install command when llama.cpp's Python binding is not installed."""
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fastapi") is None:
+        raise ServerError("the local LM needs the `lm` dependency group (llama.cpp, built from source the first "
+                          "time, about 3 minutes): run `uv sync --inexact --group lm` (`make test` and "
+                          "`make bench` install it)")
 
 
 # exit statuses of a server that died of a signal before saying why
@@ -121,6 +130,7 @@ class LocalServer:
         return f"http://{HOST}:{self.port}/v1"
 
     def start(self) -> LocalServer:
+        require_lm_group()
         # stderr to a file, not a pipe: a chatty server can never block on a full pipe
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()
         command = self.command
