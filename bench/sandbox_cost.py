@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from otlake.dataset_cli import DEBUGBENCH
+
 from .common import save
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +39,9 @@ print("RESULT " + json.dumps({k: got[k] for k in ("items", "seconds", "items_per
 
 
 def run_tree(tree: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # the base worktree lives elsewhere: both read the DebugBench records of this checkout
+    env = {**os.environ, "PYTHONPATH": str(tree),
+           "OTLAKE_DEBUGBENCH": os.environ.get("OTLAKE_DEBUGBENCH") or str(DEBUGBENCH)}
     done = subprocess.run([sys.executable, "-c", ONE_RUN], cwd=tree, env=env, capture_output=True, text=True,
                           check=False, timeout=1800)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
