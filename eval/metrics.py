@@ -46,7 +46,6 @@ from __future__ import annotations
 import ast
 import difflib
 import math
-import textwrap
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -124,10 +123,12 @@ def target_as_reference(code: str, fixed: str | None, reference: str, start_line
     """Whether the candidate changes the target's place the way the reference does.
 
     `start_line`/`end_line`: the target's 0-based lines in `code` (None: the item has no target). The
-    reference hunk at the target (else the nearest, the earlier on a tie) gives a window of buggy lines,
+    reference hunk at the target (else the nearest, the earlier on a tie; hunks that only add or drop blank
+    or comment lines are passed over while another changes code) gives a window of buggy lines,
     grown over every reference or candidate hunk that overlaps or touches it until stable; the candidate's
-    and the reference's lines for that window are compared as ASTs where both parse (after dedent), else as
-    normalized text. None when there is no target or the reference changes nothing; False when no diff
+    and the reference's lines for that window are equal as text, or as ASTs in place (the reference file
+    with the window as the candidate wrote it, against the reference, where both parse and the reference's
+    change shows in the AST), else as normalized text (indentation kept). None when there is no target or the reference changes nothing; False when no diff
     applied (`fixed` None).
     """
     old, ref = code.split("\n"), reference.split("\n")
@@ -139,7 +140,11 @@ def target_as_reference(code: str, fixed: str | None, reference: str, start_line
     new = fixed.split("\n")
     cand_hunks = _hunks(old, new)
     end = max(start_line, start_line if end_line is None else end_line)
-    _tag, lo, hi, _j1, _j2 = min(ref_hunks, key=lambda h: (_distance(h[1], h[2], start_line, end), h[1]))
+    # the reference's hunks that change code, not only blank lines or comments (DebugBench's references often
+    # also drop a blank first or last line: such a hunk, nearer the target, is not the fix)
+    significant = [h for h in ref_hunks if normalized_text("\n".join(old[h[1]:h[2]]))
+                   != normalized_text("\n".join(ref[h[3]:h[4]]))] or ref_hunks
+    _tag, lo, hi, _j1, _j2 = min(significant, key=lambda h: (_distance(h[1], h[2], start_line, end), h[1]))
     while True:
         touching = [(i1, i2) for _t, i1, i2, _a, _b in ref_hunks + cand_hunks if i1 <= hi and i2 >= lo]
         grown = (min([lo] + [i1 for i1, _ in touching]), max([hi] + [i2 for _, i2 in touching]))
@@ -147,10 +152,19 @@ def target_as_reference(code: str, fixed: str | None, reference: str, start_line
             break
         lo, hi = grown
     got, want = _segment(new, cand_hunks, lo, hi), _segment(ref, ref_hunks, lo, hi)
-    a, b = ast_dump(got), ast_dump(want)
-    if a is not None and b is not None:
-        return a == b
-    return normalized_text(got) == normalized_text(want)
+    if got == want:
+        return True
+    # by AST in its place: the reference file with the window put back as the candidate wrote it, so
+    # indentation counts as the enclosing blocks see it; only where the reference's change shows in the AST
+    # at all (else a fix of layout or comments would be "equal" to leaving the bug)
+    ref_ast = ast_dump(reference)
+    if ref_ast is not None and ref_ast != ast_dump(code):
+        start = lo + _shift(ref_hunks, lo)
+        hybrid = ref[:start] + got + ref[start + len(want):]
+        mixed = ast_dump("\n".join(hybrid))
+        if mixed is not None:
+            return mixed == ref_ast
+    return normalized_text("\n".join(got)) == normalized_text("\n".join(want))
 
 
 def _hunks(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
@@ -167,11 +181,16 @@ def _distance(i1: int, i2: int, start: int, end: int) -> int:
     return i1 - end if i1 > end else start - (i2 - 1)
 
 
-def _segment(new: list[str], hunks: list[tuple[str, int, int, int, int]], lo: int, hi: int) -> str:
-    """The new file's lines for buggy lines [lo, hi), whose ends lie outside every hunk, dedented."""
-    before = sum((j2 - j1) - (i2 - i1) for _t, i1, i2, j1, j2 in hunks if i2 < lo)
+def _shift(hunks: list[tuple[str, int, int, int, int]], lo: int) -> int:
+    """How many lines the hunks before buggy line `lo` (which lies outside every hunk) add or remove."""
+    return sum((j2 - j1) - (i2 - i1) for _t, i1, i2, j1, j2 in hunks if i2 < lo)
+
+
+def _segment(new: list[str], hunks: list[tuple[str, int, int, int, int]], lo: int, hi: int) -> list[str]:
+    """The new file's lines for buggy lines [lo, hi), whose ends lie outside every hunk."""
+    before = _shift(hunks, lo)
     inside = sum((j2 - j1) - (i2 - i1) for _t, i1, i2, j1, j2 in hunks if i1 >= lo and i2 <= hi)
-    return textwrap.dedent("\n".join(new[lo + before:hi + before + inside]))
+    return new[lo + before:hi + before + inside]
 
 
 def infra_failed(row: Mapping, metric: str) -> bool:

@@ -106,16 +106,31 @@ def test_an_inserted_line_at_the_target_is_compared_with_the_reference_insertion
     assert target_as_reference(code, code.replace("return c", "return b + 1"), reference, 2, 2) is False
 
 
-def test_a_fragment_that_does_not_parse_alone_is_compared_as_text():
+def test_a_fragment_that_does_not_parse_alone_is_compared_in_its_place():
     code = "def pick(a, b, flag):\n    if flag:\n        return b\n    else\n        return a\n"
     reference = "def pick(a, b, flag):\n    if flag:\n        return a\n    else:\n        return a\n"
     target = 3  # `else` without its colon
-    # the window (lines 3-4: `return a` / `else:`) does not parse after dedent: text, layout-normalized
+    # the window (`return a` / `else:`) does not parse alone: it is put back into the reference file
     assert target_as_reference(code, reference.replace("return a\n    else:", "return a   \n    else:"),
                                reference, target, target) is True
     assert target_as_reference(code, reference.replace("return a\n    else:", "return (a)\n    else:"),
-                               reference, target, target) is False  # equal ASTs, unequal text
+                               reference, target, target) is True  # the same AST in its place
     assert target_as_reference(code, code.replace("    else\n", "    else:\n"), reference, target, target) is False
+
+
+def test_where_nothing_parses_the_window_is_compared_as_text_with_its_indentation():
+    code = "def f(:\n    x = 1\n  y = 2\n"
+    reference = "def f(:\n    x = 1\n    y = 2\n"  # an indentation fix in a file that never parses
+    assert target_as_reference(code, reference, reference, 2, 2) is True
+    assert target_as_reference(code, code, reference, 2, 2) is False  # leaving it is not the fix
+    assert target_as_reference(code, code.replace("  y = 2", "   y = 2"), reference, 2, 2) is False
+
+
+def test_leaving_an_indentation_bug_in_place_is_never_the_reference_fix():
+    code = "def f(a):\n    if a:\n        b = 1\n    return b\n        c = 2\n"
+    reference = "def f(a):\n    if a:\n        b = 1\n    return b\n    c = 2\n"
+    assert target_as_reference(code, code, reference, 4, 4) is False  # noop: dedent would have hidden it
+    assert target_as_reference(code, reference, reference, 4, 4) is True
 
 
 def test_not_applicable_and_not_applied():
@@ -129,3 +144,13 @@ def test_not_applicable_and_not_applied():
     assert score_static(BUGGY, REFERENCE, render_response(render(BUGGY, REFERENCE))).target_as_reference is None
     noop = score_static(BUGGY, REFERENCE, render_response(""), TARGET)
     assert noop.applies and (noop.deletes_only, noop.target_as_reference) == (False, False)
+
+
+def test_a_reference_hunk_that_only_drops_blank_lines_is_not_taken_for_the_fix():
+    # DebugBench: the bug (a commented-out definition) is far from the target (its use), and the reference
+    # also drops the file's blank last line, which is nearer the target
+    code = "def f():\n    # lst = []\n    x = 1\n    y = 2\n    z = 3\n    return lst\n\n"
+    reference = "def f():\n    lst = []\n    x = 1\n    y = 2\n    z = 3\n    return lst\n"
+    assert target_as_reference(code, code, reference, 5, 5) is False  # leaving it: not the fix
+    assert target_as_reference(code, code.replace("# lst", "lst"), reference, 5, 5) is True
+    assert target_as_reference(code, code.replace("    return lst\n", ""), reference, 5, 5) is False
