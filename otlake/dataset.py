@@ -39,6 +39,7 @@ import orjson
 import pyarrow as pa
 
 from events.errors import ConfigError, OtlakeError
+from events.privacy import public_sql
 from synth.hygiene.decontam import NGRAM, Contamination, load_eval_set
 from synth.hygiene.decontam import THRESHOLD as DECONTAM_THRESHOLD
 from synth.hygiene.dedup import THRESHOLD, MinHasher
@@ -267,7 +268,7 @@ def _clean(wh, where: str, args: list, options: DatasetOptions, contamination: C
                    WHERE {where}"""
         private, unknown, other = cur.execute(
             f"""SELECT count(*) FILTER (is_private), count(*) FILTER (is_private IS NULL),
-                       count(*) FILTER (is_private = false AND rank > 1) FROM ({base})""", args).fetchall()[0]
+                       count(*) FILTER ({public_sql("is_private")} AND rank > 1) FROM ({base})""", args).fetchall()[0]
         n = report.selected
         report.steps.append(("private repls", n, n - private - unknown,
                              {"private_repl": private, "privacy_unknown": unknown}))
@@ -279,7 +280,7 @@ def _clean(wh, where: str, args: list, options: DatasetOptions, contamination: C
                                s.start_line, p.content, d.diff, d.fixed
                         FROM ({base}) s JOIN pairs p USING (pair_id)
                         JOIN diffs d ON d.pair_id = s.pair_id AND d.source = s.source AND d.model = s.model
-                        WHERE s.is_private = false AND s.rank = 1""", args)
+                        WHERE {public_sql("s.is_private")} AND s.rank = 1""", args)
         result = _run_hygiene(cur, options, contamination, n - other, progress)
     finally:
         cur.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from events.privacy import public_sql
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 
@@ -86,8 +87,8 @@ def _show(wh: Warehouse) -> None:
     q = "SELECT kind, count(*) AS events FROM events GROUP BY kind ORDER BY events DESC"
     click.echo(render(["kind", "events"], con.execute(q).fetchall(), "table"))
     sample = con.execute(
-        """SELECT d.repl_id, d.path, d.ts, d.code, d.message, d.start_line FROM diagnostics d
-           JOIN repls r USING (repl_id) WHERE NOT coalesce(r.is_private, true)
+        f"""SELECT d.repl_id, d.path, d.ts, d.code, d.message, d.start_line FROM diagnostics d
+           JOIN repls r USING (repl_id) WHERE {public_sql("r.is_private")}
            ORDER BY d.code NOT LIKE 'pyright[report%', d.repl_id, d.seq LIMIT 1""").fetchone()
     if sample is None:
         return

@@ -15,6 +15,7 @@ import orjson
 from eval.errors import EvalError
 from eval.items import EvalItem, Skipped, item_digest, load_debugbench, load_jsonl
 from eval.run import EvalResult, RunOptions, evaluate, select
+from events.privacy import public_sql
 from warehouse.eval_schema import ITEM_COLUMNS, create_eval_tables, has_eval_tables
 
 BENCHES = ("debugbench", "replit", "jsonl")
@@ -246,11 +247,11 @@ def make_replit(wh, name: str, out: str | os.PathLike, per_rule: int, seed: int 
     against += list(extra_sets)
     sets = [load_eval_set(p) for p in against]
     contamination = Contamination(sets, MinHasher()) if sets else None
-    rows = con.execute("""
+    rows = con.execute(f"""
         SELECT p.pair_id, d.source, d.model, p.repl_id, epoch_us(p.ts), p.path, p.code, p.message, p.start_line,
                p.content, d.diff, d.fixed, p.seq
         FROM pairs p JOIN diffs d USING (pair_id) JOIN repls r USING (repl_id)
-        WHERE d.accepted AND d.diff IS NOT NULL AND d.fixed IS NOT NULL AND NOT coalesce(r.is_private, false)
+        WHERE d.accepted AND d.diff IS NOT NULL AND d.fixed IS NOT NULL AND {public_sql("r.is_private")}
         QUALIFY row_number() OVER (PARTITION BY p.pair_id ORDER BY d.source = 'user' DESC, d.model) = 1
         ORDER BY p.pair_id""").fetchall()
     candidates = [Example(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] + 1, r[9], r[10], r[11])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import orjson
 import pyarrow as pa
 
+from events.privacy import is_public
 from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.pool import LspPool
@@ -219,7 +220,7 @@ def _pending(con, options: PairsOptions) -> tuple[list[_Logged], int]:
 
 
 def _filter_reason(item: _Logged, options: PairsOptions) -> str | None:
-    if item.is_private is not False:  # unknown (no repl event) counts as private
+    if not is_public(item.is_private):  # unknown (no repl event) counts as private
         return "private_repl"
     if not options.config.is_python(item.diag.path):
         return "non_python_file"

@@ -7,6 +7,8 @@ import time
 
 import click
 
+from events.privacy import is_public
+
 
 class SimulateProgress:
     """Prints each step of a simulation on stderr as it starts and ends (the checking step is the long one)."""
@@ -50,7 +52,7 @@ class SimulateProgress:
 
 def suggestions(events: list[dict], out: str) -> list[str]:
     """Commands that work on this log once ingested: a public repl, replayed where a diagnostic was logged."""
-    public = {e["repl_id"] for e in events if e["kind"] == "repl" and e.get("is_private") is False}
+    public = {e["repl_id"] for e in events if e["kind"] == "repl" and is_public(e.get("is_private"))}
     logged = [e for e in events if e["kind"] == "lsp_diagnostic" and e["repl_id"] in public]
     if not logged:
         return []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import orjson
 import pyarrow as pa
 
+from events.privacy import public_sql
 from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.pool import LspPool
@@ -158,10 +159,10 @@ def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int], No
 def _pending(con, source: str, model: str, limit: int | None,
              only: frozenset[str] | None = None) -> tuple[list[_Pair], int]:
     rows = con.execute(
-        """SELECT p.pair_id, p.repl_id, p.seq, p.path, epoch_us(p.ts), p.code, p.start_line, p.start_character,
+        f"""SELECT p.pair_id, p.repl_id, p.seq, p.path, epoch_us(p.ts), p.code, p.start_line, p.start_character,
                   p.end_line, p.end_character, p.severity, p.message, p.content, d.pair_id IS NOT NULL
            FROM pairs p LEFT JOIN diffs d ON d.pair_id = p.pair_id AND d.source = ? AND d.model = ?
-           JOIN repls r ON r.repl_id = p.repl_id AND r.is_private = false  -- unknown counts as private
+           JOIN repls r ON r.repl_id = p.repl_id AND {public_sql("r.is_private")}
            ORDER BY p.repl_id, p.ts, p.pair_id""", [source, model]).fetchall()
     todo, done = [], 0
     for pid, repl_id, seq, path, us, code, sl, sc, el, ec, sev, msg, content, has in rows:
