@@ -22,10 +22,10 @@ import shutil
 from eval.metrics import METRICS
 from eval.models import resolve_model
 from eval.run import RunOptions
+from local_lm.launcher import LocalServer, resolve
 from lsp_runner.pool import LspPool
 from otlake.evaluation import run_eval
 from synth.lm import LmSettings
-from synth.local_lm.launcher import LocalServer, resolve
 from warehouse.store import Warehouse
 
 from .common import OUT, save

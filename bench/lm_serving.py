@@ -6,7 +6,7 @@ with an undefined name, numbered, with the first error the meta-LSP
 (pyright + ruff) reports on it; a different file per request, so no request
 reuses another's prompt beyond the shared instructions. Up to 128 generated
 tokens at temperature 0. Requests go over real HTTP to
-`python -m synth.local_lm.server`, at 1, 2 and 4 concurrent clients, against
+`python -m local_lm.server`, at 1, 2 and 4 concurrent clients, against
 a server with 1 slot and with 2 slots. Figures from the server's own
 `timings` (prompt_ms is the time to the first token inside the server) and
 the client's wall clock.
@@ -22,7 +22,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from synth.local_lm.launcher import LocalServer, resolve
+from local_lm.launcher import LocalServer, resolve
 from synth.schema import Prompt
 
 from .common import save

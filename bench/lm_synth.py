@@ -37,11 +37,11 @@ from pathlib import Path
 
 import orjson
 
+from local_lm.launcher import LocalServer, resolve
 from otlake.dataset_cli import DEBUGBENCH
 from otlake.pairs import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.lm import LmSettings
-from synth.local_lm.launcher import LocalServer, resolve
 from synth.schema import Prompt
 from synth.verify import STEPS, count_steps, reason_group
 from warehouse.ingest import ingest_files

@@ -38,9 +38,9 @@ def demo_dataset() -> Path:
 
 def qwen_hf() -> Path:
     """The local Qwen2.5-Coder-0.5B-Instruct GGUF as a Hugging Face folder (fetched and converted once)."""
+    from local_lm.launcher import resolve
+    from local_lm.models import DEFAULT_MODEL
     from otlake.training import import_gguf
-    from synth.local_lm.launcher import resolve
-    from synth.local_lm.models import DEFAULT_MODEL
 
     folder = WORK / "qwen-hf"
     if not (folder / "config.json").is_file():

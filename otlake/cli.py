@@ -300,7 +300,7 @@ def _lm_settings(stack: contextlib.ExitStack, model: str | None, concurrency: in
     cache = str(Path(home_dir) / "dspy-cache")
     model = model or os.environ.get(ENV_MODEL)
     if model == "local" or (model or "").startswith("local:"):
-        from synth.local_lm.launcher import local_lm
+        from local_lm.launcher import local_lm
 
         spec = model.partition(":")[2] or None
         endpoint = stack.enter_context(local_lm(spec, home=home, log=lambda m: click.echo(m, err=True)))
@@ -310,7 +310,7 @@ def _lm_settings(stack: contextlib.ExitStack, model: str | None, concurrency: in
                                    concurrency=min(concurrency, endpoint.parallel), timeout_s=300.0, cache_dir=cache)
     api_base = next((os.environ[n] for n in ENV_API_BASE if os.environ.get(n)), None)
     if not model and api_base:
-        from synth.local_lm.launcher import served_model
+        from local_lm.launcher import served_model
 
         model = f"openai/{served_model(api_base)}"
     return LmSettings.from_env(model=model, concurrency=concurrency, cache_dir=cache)

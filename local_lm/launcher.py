@@ -3,7 +3,7 @@
 `local_lm()` is a context manager: if a server already answers on the port
 (GET /v1/models), it is used as it is; otherwise the model is resolved (a
 known name is fetched first if it is not there yet, a stored name or a GGUF
-path is used as given), `python -m synth.local_lm.server` is started, and the
+path is used as given), `python -m local_lm.server` is started, and the
 manager waits for /health. On exit it stops only a server it started
 (SIGTERM, then SIGKILL after the grace period). A server that exits during
 start-up is a `ServerError` carrying its one-line reason (port in use, bad
@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from synth.local_lm.fetch import ModelRecord, fetch, sha256_file, stored_model
-from synth.local_lm.gguf import ModelFileError, read_header
-from synth.local_lm.models import DEFAULT_MODEL, MODELS
-from synth.local_lm.server import DEFAULT_CTX, DEFAULT_PORT
+from local_lm.fetch import ModelRecord, fetch, sha256_file, stored_model
+from local_lm.gguf import ModelFileError, read_header
+from local_lm.models import DEFAULT_MODEL, MODELS
+from local_lm.server import DEFAULT_CTX, DEFAULT_PORT
 
 HOST = "127.0.0.1"
 ENV_PORT = "OTLAKE_LM_PORT"
@@ -101,7 +101,7 @@ def resolve(spec: str | None, home: str | os.PathLike | None = None, log=None) -
 
 def server_command(record: ModelRecord, *, port: int = DEFAULT_PORT, parallel: int = 1, ctx: int = DEFAULT_CTX,
                    queue: int = 16, threads: int | None = None, grace_s: float = 30.0) -> list[str]:
-    command = [sys.executable, "-m", "synth.local_lm.server", "--model", record.path, "--name", record.name,
+    command = [sys.executable, "-m", "local_lm.server", "--model", record.path, "--name", record.name,
                "--host", HOST, "--port", str(port), "--parallel", str(parallel), "--ctx", str(ctx),
                "--queue", str(queue), "--grace", str(grace_s), "--sha256", record.sha256]
     return command + (["--threads", str(threads)] if threads else [])
