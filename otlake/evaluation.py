@@ -17,6 +17,7 @@ from eval.items import EvalItem, Skipped, item_digest, load_debugbench, load_jso
 from eval.run import EvalResult, RunOptions, evaluate, select
 from events.privacy import public_sql
 from warehouse.eval_schema import ITEM_COLUMNS, create_eval_tables, has_eval_tables
+from warehouse.stores import DuckDBRunLog
 
 BENCHES = ("debugbench", "replit", "jsonl")
 
@@ -93,8 +94,10 @@ def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, se
         taken = {d.id for d in demos}
         items = [i for i in items if i.id not in taken]
     chosen = select(items, options.limit, seed)
-    run_id = f"eval-{hashlib.sha256(f'{time.time_ns()}:{os.getpid()}'.encode()).hexdigest()[:12]}"
     sampling = asdict(options.sampling)
+    runs = DuckDBRunLog(con)  # the one run log and run-id scheme of every stage
+    run_id = runs.start("eval", {"bench": bench, "data": files, "model": model.name, "samples": options.samples,
+                                 "limit": options.limit, "seed": seed, "fewshot": fewshot, "sampling": sampling})
     con.execute("""INSERT INTO eval_runs (run_id, bench, model, status, started_at, data, model_settings, prompt_hash,
                                           sampling, samples)
                    VALUES (?, ?, ?, 'running', now(), ?, ?, ?, ?, ?)""",
@@ -104,6 +107,8 @@ def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, se
         result = evaluate(chosen, model, options, check, skipped, progress)
     except BaseException:
         con.execute("UPDATE eval_runs SET status = 'failed', finished_at = now() WHERE run_id = ?", [run_id])
+        runs.finish(run_id, "failed", {"in": len(chosen) + len(skipped)},
+                    {"seconds": round(time.perf_counter() - start, 3)})
         raise
     k = options.samples if options.samples > 1 else None
     report = EvalReport(run_id, bench, model.name, result, options.samples)
@@ -132,7 +137,12 @@ def run_eval(wh, bench: str, data: Sequence[str], model, options: RunOptions, se
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
+        runs.finish(run_id, "failed", {"in": len(chosen) + len(skipped)}, timings)
         raise
+    # records in: the items chosen and the records that could not be read; out: the items scored; the rest
+    # skipped by reason (no target diagnostic, unreadable)
+    runs.finish(run_id, "done", {"in": len(chosen) + len(skipped), "out": len(scored_items),
+                                 "dropped": report.skipped, "quarantined": 0}, timings)
     return report
 
 
@@ -280,6 +290,11 @@ def make_replit(wh, name: str, out: str | os.PathLike, per_rule: int, seed: int 
     tmp.replace(out)
     digest = hashlib.sha256(data).hexdigest()
     params = {"per_rule": per_rule, "seed": seed, "decontaminated_against": against}
+    runs = DuckDBRunLog(con)
+    run_id = runs.start("make-replit", {"name": name, "out": str(out.absolute()), **params})
+    counts = chosen.counts()
+    runs.finish(run_id, "done", {"in": counts["candidates"], "out": counts["kept"], "dropped": counts["dropped"],
+                                 "quarantined": 0}, {})
     con.execute("DELETE FROM eval_sets WHERE name = ?", [name])
     con.execute("INSERT INTO eval_sets VALUES (?, now(), ?, ?, ?, ?, ?)",
                 [name, str(out.absolute()), digest, len(chosen.records), _json(params), _json(chosen.counts())])

@@ -99,13 +99,13 @@ def dump(home: Path) -> dict:
         con = wh.con
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
-        ids = {}  # run ids (random or time-based) -> the stage and its order among that stage's runs
+        ids = {}  # run ids (random) -> the stage and its order among that stage's runs
         for stage, run_id in con.execute("SELECT stage, run_id FROM runs ORDER BY started_at, run_id").fetchall():
             ids[run_id] = f"{stage}#{sum(v.startswith(stage + '#') for v in ids.values())}"
-        if "eval_runs" in tables:
+        if "eval_runs" in tables:  # runs stored before eval runs had a runs row
             for model, bench, run_id in con.execute(
                     "SELECT model, bench, run_id FROM eval_runs ORDER BY started_at, run_id").fetchall():
-                ids[run_id] = f"eval:{model}:{bench}"
+                ids.setdefault(run_id, f"eval:{model}:{bench}")
         primary = {t: tuple(cols) for t, cols in con.execute(
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
             "WHERE constraint_type = 'PRIMARY KEY'").fetchall()}
@@ -199,6 +199,6 @@ def test_the_golden_run_touches_every_stage(tables):
     assert min(rows[t] for t in ("ot_ops", "diagnostics", "pairs", "diffs", "quarantine", "datasets",
                                  "dataset_examples", "eval_runs", "eval_items", "eval_sets")) > 0, rows
     stages = {k.split('"')[1] for k in tables["runs"]["row_hashes"]}
-    assert {"ingest", "verify", "pairs", "synth", "dataset"} <= stages, stages
+    assert stages == {"ingest", "verify", "pairs", "synth", "dataset", "eval", "make-replit"}, stages
     sources = {json.loads(k)[1] for k in tables["diffs"]["row_hashes"]}
     assert sources == {"user", "lm"}, sources
