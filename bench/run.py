@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, results in bench-data/*.json (copy figures into BENCHMARKS.md).
 
 `python -m bench.run NAME...` runs some. `lm_synth` and `eval_repair_lm` (about an hour each with the
-real local model) and `sandbox_cost` (against a base commit) run only when named. `train_cpu` and `train_tokenizer` need LLM Foundry's environment
+real local model) run only when named; `sandbox_cost` compares this tree's sandbox with a base commit's. `train_cpu` and `train_tokenizer` need LLM Foundry's environment
 (`make bench` installs it); `train_mfu` needs GPUs and runs only when named.
 """
 
@@ -26,7 +26,7 @@ from . import (
 
 def main() -> None:
     which = set(sys.argv[1:]) or {"replay", "timetravel", "ingest", "pairs", "dataset", "usermine", "lm_serving",
-                                  "eval_repair", "train_cpu", "train_tokenizer"}
+                                  "eval_repair", "sandbox_cost", "train_cpu", "train_tokenizer"}
     if "replay" in which:
         replay.main()
     if "timetravel" in which:
@@ -53,7 +53,7 @@ def main() -> None:
         from . import train_mfu
 
         train_mfu.main([])
-    if "sandbox_cost" in which:  # oracle items/s and the sandbox's ms per item against a base commit, same run
+    if "sandbox_cost" in which:  # oracle items/s and the sandbox's ms per item against 02db57d, same run
         from . import sandbox_cost
 
         sandbox_cost.main([])

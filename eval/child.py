@@ -153,10 +153,9 @@ def _guard(work: str, cfg: dict, secret: list, relaxed: list):
 
 def _read_roots(cfg: dict) -> list[str]:
     """What the guard lets a program open for reading besides its work folder (Landlock's list, as paths)."""
-    from eval.confine import read_roots
+    from eval.confine import readable_paths
 
-    roots = read_roots(cfg["lib"], cfg["libraries"])
-    return [p for p, rights in roots.items() if rights != 0x8] + [os.devnull]  # 0x8: listing only
+    return [*readable_paths(cfg["lib"], cfg["libraries"]), os.devnull]
 
 
 def _refusal(event: str, args: tuple, work: str, processes: int, network: bool,

@@ -61,6 +61,11 @@ def confine(cfg: dict) -> None:
         resource.setrlimit(which, (min(soft, hard), hard))
 
 
+def readable_paths(lib: str | None, libraries: tuple[str, ...] | list[str]) -> list[str]:
+    """The paths of read_roots whose files may be read (not those that may only be listed)."""
+    return [p for p, rights in read_roots(lib, libraries).items() if rights & _LL_READ_FILE]
+
+
 def read_roots(lib: str | None = None, libraries: tuple[str, ...] | list[str] = ()) -> dict[str, int]:
     """What stage 2 may read (path -> Landlock rights): the interpreter, its standard library and shared
     libraries, the sandbox's own modules, and the packages linked into `lib` (LeetCode's sortedcontainers);

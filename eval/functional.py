@@ -18,6 +18,7 @@ is None, "sandbox_failed: ...": not scored, never the model's failure.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ def tests_for(item: EvalItem) -> ItemTests:
 
 
 # The JSONL test program. Everything `main` uses is bound when it is defined, before the candidate runs.
-_JSONL_PROGRAM = """\
+_JSONL_PROGRAM = string.Template("""\
 import builtins, sys
 
 
@@ -110,7 +111,7 @@ def _describe(error, _type=type, _str=str):
 
 def main(report, _exec=exec, _compile=compile, _Base=BaseException, _snapshot=_snapshot, _restore=_restore,
          _describe=_describe, _builtins=builtins, _names=frozenset(vars(builtins)), _list=list,
-         _code=CODE, _tests=TESTS, _entry=ENTRY_POINT):
+         _code=$code, _tests=$tests, _entry=$entry):
     ns = {"__name__": "__main__"}
     saved = _snapshot()
     try:
@@ -133,7 +134,7 @@ def main(report, _exec=exec, _compile=compile, _Base=BaseException, _snapshot=_s
         report("D " + _describe(e))
         return
     report("P")
-"""
+""")
 
 
 def program(tests: ItemTests, code: str) -> str:
@@ -141,8 +142,8 @@ def program(tests: ItemTests, code: str) -> str:
     if tests.derived is not None:
         return harness_source(code, tests.derived)
     entry = tests.entry_point if tests.entry_point and "def check" in (tests.source or "") else None
-    return (_JSONL_PROGRAM.replace("CODE", repr(code), 1).replace("TESTS", repr(tests.source or ""), 1)
-            .replace("ENTRY_POINT", repr(entry), 1))
+    # one pass over the template: the candidate's text is never searched for the other placeholders
+    return _JSONL_PROGRAM.substitute(code=repr(code), tests=repr(tests.source or ""), entry=repr(entry))
 
 
 def judge(tests: ItemTests, result: SandboxResult) -> Outcome:

@@ -36,7 +36,7 @@ import tempfile
 import time
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eval.child import BLOCKED, BOOTSTRAP, FLAGS
 from eval.errors import EvalError
@@ -206,11 +206,11 @@ class _Channel:
     blocked: bool = False
     memory: bool = False
     forged: int = 0
-    reports: list = None  # type: ignore[assignment]
+    reports: list = field(default_factory=list)
 
 
 def _read_channel(data: bytes, nonce: bytes) -> _Channel:
-    channel = _Channel(reports=[])
+    channel = _Channel()
     prefix = nonce + b" "
     for raw in data.split(b"\n"):
         if not raw:

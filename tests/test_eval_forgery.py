@@ -106,3 +106,8 @@ def test_a_forged_leetcode_pass_fails():
     assert (wrong.passed, wrong.cases_passed) == (False, 0)
     for name, outcome in zip(LEETCODE_FORGERIES, forged, strict=True):
         assert (outcome.passed, outcome.cases_passed) == (False, 0), (name, outcome)
+
+
+def test_a_candidate_whose_text_holds_the_programs_placeholder_words_runs_as_written():
+    code = RIGHT_ADD + "TESTS = '$tests'\nENTRY_POINT = 'CODE $code'\n"
+    assert run_all([(ASSERTS, code), (CHECK, code)]) == [Outcome(True, 1, 1, "")] * 2

@@ -70,6 +70,7 @@ class Store(Protocol):
     def commit(self, run_id: str, upserts: Mapping[str, pa.Table],
                deletes: Mapping[str, pa.Table] | None = None) -> None: ...
     def runs(self) -> RunLog: ...
+    def schema(self, table: str, columns: Sequence[str] | None = None) -> pa.Schema: ...
 
 
 def read_table(store: Store, table: str, where: Where | None = None,
@@ -77,7 +78,7 @@ def read_table(store: Store, table: str, where: Where | None = None,
     """All of `store.read(...)` as one Arrow table (empty, with the table's columns, when nothing matches)."""
     batches = list(store.read(table, where, columns))
     if not batches:
-        return store.schema(table, columns).empty_table()  # type: ignore[attr-defined]
+        return store.schema(table, columns).empty_table()
     return pa.Table.from_batches(batches)
 
 

@@ -102,8 +102,9 @@ class VerifyStage:
             "message": pa.array([m["message"] for m in found], pa.string())})
         quarantine = quarantine.take(pa.array(_first_per_key(keys), pa.int64()))  # the first error of a key stands
         old = t["quarantine"]
+        new_keys = set(keys)
         stale = [k for s, k in zip(old.column("source").to_pylist(), old.column("key").to_pylist(), strict=True)
-                 if s == "verify" and k not in set(keys)]
+                 if s == "verify" and k not in new_keys]
         projection_bad = 1 if report.projection_errors else 0
         return StageResult(
             quarantine=quarantine,
