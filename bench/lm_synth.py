@@ -39,7 +39,7 @@ import orjson
 
 from local_lm.launcher import LocalServer, resolve
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.pairs import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.lm import LmSettings
 from synth.schema import Prompt

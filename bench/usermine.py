@@ -57,7 +57,7 @@ from lsp_runner.linter import MetaLspLinter
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.pairs import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.linediff import render
 from synth.usermine import (
@@ -316,7 +316,10 @@ def _stages(log: Path, home: Path, workers: int) -> dict:
 _BASELINE_SCRIPT = """
 import json, sys
 from pathlib import Path
-from otlake.pairs import PairsOptions, build_pairs
+try:
+    from otlake.stages import PairsOptions, build_pairs
+except ImportError:  # a checkout from before pairs ran as a pipeline stage
+    from otlake.pairs import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse

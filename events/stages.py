@@ -45,6 +45,7 @@ class StageResult:
     dropped: Counter = field(default_factory=Counter)
     extra: dict = field(default_factory=dict)  # counts (stored) and lists (reported) beside the reconciliation
     quarantined_records: int | None = None  # records quarantined, when not one per quarantine row
+    seconds: Counter = field(default_factory=Counter)  # time per step (summed into the run's timings)
 
     @property
     def quarantined(self) -> int:
@@ -55,7 +56,7 @@ class StageResult:
 
 class Stage(Protocol):
     name: str
-    reads: tuple[str, ...]
+    reads: tuple[str, ...]  # tables a partition holds (only the columns named in an optional `columns` mapping)
     writes: tuple[str, ...]
 
     def pending(self, store: Any, params: Mapping[str, Any]) -> list[str]: ...

@@ -200,12 +200,14 @@ class LspPool:
         """ruff's diagnostics per tree; a tree ruff failed on gets the reason instead."""
         started = time.monotonic()
         try:
+            self.stats.add(ruff_runs=1)
             found: list[dict[str, list[Diagnostic]] | str] = list(lint_trees(trees, batch, self.config))
             return found
         except LspError:
             # find the snapshot ruff chokes on: one process per snapshot, the rest still checked
             out: list[dict[str, list[Diagnostic]] | str] = []
             for tree in trees:
+                self.stats.add(ruff_runs=1)
                 try:
                     out.append(lint_trees([tree], batch, self.config)[0])
                 except LspError as e:

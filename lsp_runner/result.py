@@ -59,6 +59,7 @@ class RunStats:
     peak_rss_mb: float = 0.0
     pyright_seconds: float = 0.0  # wall time on servers, summed over servers
     ruff_seconds: float = 0.0
+    ruff_runs: int = 0  # ruff processes started (one per check call; one per snapshot when a batch fails)
     skipped: Counter = field(default_factory=Counter)  # reason -> files
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

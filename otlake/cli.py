@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
+from .cli_common import ErrorsAsClickGroup, PartitionProgress, Progress, home_option, parse_instant
 from .dataset_cli import dataset
 from .eval_cli import eval_
 from .lm_cli import lm
@@ -190,7 +190,8 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a language server may stay silent before it is restarted.")
 @click.option("--batch-snapshots", type=click.IntRange(1), default=64, show_default=True,
-              help="Snapshots per transaction (and per ruff process); a killed run keeps whole batches.")
+              help="Snapshots per checker call (one ruff process each); each repl is committed whole, so a "
+                   "killed run keeps the repls it finished.")
 @home_option
 def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: str, timeout: float,
           batch_snapshots: int, home: str | None) -> None:
@@ -209,16 +210,14 @@ def pairs(repls: tuple[str, ...], since: str | None, workers: int, stylistic: st
     """
     from warehouse.store import Warehouse
 
-    from .pairs import PairsOptions, build_pairs
+    from .stages import PairsOptions, build_pairs
 
     ids = tuple(r for value in repls for r in value.split(",") if r)
     options = PairsOptions(repls=ids, since_us=parse_instant(since, "--since") if since else None,
                            workers=workers, timeout_s=timeout, batch_snapshots=batch_snapshots,
                            stylistic=tuple(s.strip() for s in stylistic.split(",") if s.strip()))
-    with Warehouse(home) as wh:
-        total = _pending_diagnostics(wh, ids)
-        with Progress(total, "pairs") as bar:
-            report = build_pairs(wh, options, progress=bar)
+    with Warehouse(home) as wh, PartitionProgress("pairs (repls)") as bar:
+        report = build_pairs(wh, options, progress=bar)
     click.echo(f"run {report.run_id}: {report.summary()}")
     if report.already_decided:
         click.echo(f"({report.already_decided} diagnostics were decided by earlier runs and skipped)")
@@ -314,13 +313,6 @@ def _lm_settings(stack: contextlib.ExitStack, model: str | None, concurrency: in
 
         model = f"openai/{served_model(api_base)}"
     return LmSettings.from_env(model=model, concurrency=concurrency, cache_dir=cache)
-
-
-def _pending_diagnostics(wh, repls: tuple[str, ...]) -> int:
-    cond = "WHERE d.repl_id IN (SELECT unnest(?::VARCHAR[]))" if repls else ""
-    return wh.con.execute(
-        f"""SELECT count(*) FROM diagnostics d ANTI JOIN pair_checks c ON c.repl_id = d.repl_id AND c.seq = d.seq
-            {cond}""", [list(repls)] if repls else []).fetchone()[0]
 
 
 @main.command()

@@ -65,6 +65,21 @@ class Progress:
             self.bar.__exit__(*exc)
 
 
+class PartitionProgress(Progress):
+    """A progress bar fed by otlake.pipeline.run_stage: (partitions done, partitions in all)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(None, label)
+        self.label, self.done = label, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and total:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        super().__call__(done - self.done)
+        self.done = done
+
+
 class ErrorsAsClickGroup(click.Group):
     """Turns otlake's own errors into a clean message and exit code 1."""
 

@@ -9,8 +9,7 @@ from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 
 from .output import render
-from .pairs import PairsOptions, build_pairs
-from .stages import verify
+from .stages import PairsOptions, build_pairs, verify
 from .synth_stage import SynthOptions, run_synth
 
 TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "pairs", "diffs", "datasets",

@@ -49,7 +49,9 @@ class LocalEngine:
 
 def read_partition(store: Store, stage: Stage, key: str) -> Partition:
     """The rows of repl `key` in every table the stage reads."""
-    return Partition(key, {table: read_table(store, table, where={"repl_id": key}) for table in stage.reads})
+    columns = getattr(stage, "columns", {})
+    return Partition(key, {table: read_table(store, table, {"repl_id": key}, columns.get(table))
+                           for table in stage.reads})
 
 
 @dataclass
@@ -65,6 +67,7 @@ class RunReport:
     quarantined: int = 0
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)  # counts a stage reports beside the reconciliation (stored)
+    steps: Counter = field(default_factory=Counter)  # seconds per step, summed over partitions (stored in timings)
     details: dict = field(default_factory=dict)  # lists a stage reports (not stored), e.g. what mismatched
 
     def reconciliation(self) -> dict:
@@ -79,11 +82,31 @@ class RunReport:
         self.count_out += result.count_out
         self.dropped.update(result.dropped)
         self.quarantined += result.quarantined
+        self.steps.update(result.seconds)
         for k, v in result.extra.items():
             if isinstance(v, list):
                 self.details.setdefault(k, []).extend(v)
             else:
-                self.extra[k] = self.extra.get(k, 0) + v
+                self.extra[k] = _sum(self.extra.get(k), v)
+
+    def timings(self, checker: Any = None) -> dict:
+        """What the runs row stores as timings: the run's seconds, per step, and the checker's counters."""
+        out: dict = {"seconds": round(self.seconds, 3)}
+        if self.steps:
+            out["steps"] = {k: round(v, 3) for k, v in sorted(self.steps.items())}
+        stats = getattr(checker, "stats", None)
+        if stats is not None and hasattr(stats, "as_dict"):
+            out["checker"] = stats.as_dict()
+        return out
+
+
+def _sum(a, b):
+    """Counts add; mappings of counts add key by key (at any depth)."""
+    if a is None:
+        return b
+    if isinstance(b, Mapping):
+        return {k: _sum(a.get(k), b.get(k)) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+    return a + b
 
 
 def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, Any], *, now_us: int | None = None,
@@ -100,6 +123,7 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
         wanted = set(keys)
         parts = (read_partition(store, stage, key) for key in keys)
         per_partition = getattr(stage, "commit_partitions", True)
+        columns: dict[str, list[str]] = {}  # each written table's columns, looked up once
         results = []
         for result in engine.map(stage, parts, ctx):
             part_key = result.extra.pop("partition", None)
@@ -107,7 +131,7 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
                 raise PipelineError(f"{stage.name}: a result for partition {part_key!r}, which was not pending")
             report.partitions += 1
             if per_partition:
-                _commit(store, run_id, result, ctx)
+                _commit(store, run_id, result, ctx, columns)
                 report.add(result)
                 results.append(_summary(result))
             else:
@@ -119,25 +143,33 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
             for result in results:
                 report.add(_summary(result))
         if final is not None:
-            _commit(store, run_id, final, ctx)
+            _commit(store, run_id, final, ctx, columns)
             report.add(final)
         if not report.balanced():
             raise PipelineError(f"{stage.name}: records in ({report.count_in}) != out ({report.count_out}) + "
                                 f"dropped ({sum(report.dropped.values())}) + quarantined ({report.quarantined})")
     except BaseException:
         report.seconds = time.perf_counter() - started
-        runs.finish(run_id, "failed", report.reconciliation(), {"seconds": round(report.seconds, 3)})
+        runs.finish(run_id, "failed", report.reconciliation(), report.timings(checker))
         raise
     report.seconds = time.perf_counter() - started
-    runs.finish(run_id, "done", report.reconciliation(), {"seconds": round(report.seconds, 3)})
+    runs.finish(run_id, "done", report.reconciliation(), report.timings(checker))
     return report
 
 
-def _commit(store: Store, run_id: str, result: StageResult, ctx: Context) -> None:
+def _commit(store: Store, run_id: str, result: StageResult, ctx: Context, columns: dict[str, list[str]]) -> None:
     """Outputs and quarantine in one commit, then the markers: a kill between them redoes the partition.
 
-    The one quarantine writer: each row gets the run's id and the run's instant."""
-    upserts = dict(result.outputs)
+    Rows of a table with a `run_id` column get this run's id where the stage left it out. The one quarantine
+    writer: each row gets the run's id and the run's instant."""
+    def stamped(table: str, rows: pa.Table) -> pa.Table:
+        if table not in columns:
+            columns[table] = store.schema(table).names
+        if "run_id" in columns[table] and "run_id" not in rows.column_names:
+            rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+        return rows
+
+    upserts = {table: stamped(table, rows) for table, rows in result.outputs.items()}
     if result.quarantine is not None and result.quarantine.num_rows:
         q = result.quarantine
         for column, value, kind in (("run_id", run_id, pa.string()),
@@ -148,10 +180,11 @@ def _commit(store: Store, run_id: str, result: StageResult, ctx: Context) -> Non
     if upserts or result.deletes:
         store.commit(run_id, upserts, result.deletes)
     if result.markers:
-        store.commit(run_id, result.markers)
+        store.commit(run_id, {table: stamped(table, rows) for table, rows in result.markers.items()})
 
 
 def _summary(result: StageResult) -> StageResult:
     """What reduce sees of a committed partition: its counts and extras, not its rows (already committed)."""
     return StageResult(count_in=result.count_in, count_out=result.count_out, dropped=Counter(result.dropped),
-                       extra=dict(result.extra), quarantined_records=result.quarantined)
+                       extra=dict(result.extra), quarantined_records=result.quarantined,
+                       seconds=Counter(result.seconds))

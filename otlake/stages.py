@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lsp_runner.pool import LspPool
+from synth.pairs import PairsOptions, PairsReport, PairsStage
 from warehouse.store import Warehouse
 from warehouse.stores import DuckDBStore
 from warehouse.timetravel import require_repls
 from warehouse.verify import VerifyReport, VerifyStage
 
 from .pipeline import LocalEngine, run_stage
+
+__all__ = ["PairsOptions", "PairsReport", "build_pairs", "verify"]
 
 
 def verify(wh: Warehouse, repl_ids: list[str] | None = None,
@@ -29,4 +33,24 @@ def verify(wh: Warehouse, repl_ids: list[str] | None = None,
                           matched=run.extra.get("matched", 0))
     report.mismatches = run.details.get("mismatches", [])
     report.projection_errors = run.details.get("projection_error_list", [])
+    return report
+
+
+def build_pairs(wh: Warehouse, options: PairsOptions | None = None,
+                progress: Callable[[int, int], None] | None = None) -> PairsReport:
+    """Decide every logged diagnostic not decided yet (DESIGN.md: the pairs stage); returns the reconciliation.
+
+    The checker is a pool of `options.workers` warm pyright servers plus ruff; progress(repls done, repls)."""
+    options = options or PairsOptions()
+    params = {"repls": list(options.repls), "since_us": options.since_us, "workers": options.workers,
+              "stylistic": list(options.stylistic), "pyright": options.config.pyrightconfig(),
+              "ruff": options.config.ruff_args(), "max_file_bytes": options.config.max_file_bytes,
+              "batch_snapshots": options.batch_snapshots, "timeout_s": options.timeout_s, "now_us": options.now_us}
+    stage = PairsStage(options)
+    with LspPool(size=options.workers, config=options.config, timeout_s=options.timeout_s) as pool:
+        run = run_stage(stage, DuckDBStore(wh.con), LocalEngine(), params, now_us=options.now_us, checker=pool,
+                        progress=progress)
+        stats = pool.stats.as_dict()
+    report = PairsReport.from_run(run)
+    report.lsp = stats
     return report

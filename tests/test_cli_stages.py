@@ -91,7 +91,7 @@ def test_pairs_stylistic_replaces_the_rules_filtered_as_stylistic(home):
 def test_pairs_workers_and_timeout_give_the_same_pairs_and_are_checked(home, ingested, tmp_path, monkeypatch):
     otlake("pairs", "--workers", "2", "--timeout", "60")
     two = query(home, "SELECT pair_id, content, reproduced_message FROM pairs ORDER BY 1")
-    lsp = orjson.loads(query(home, "SELECT timings->'$.lsp' FROM runs WHERE stage = 'pairs'")[0][0])
+    lsp = orjson.loads(query(home, "SELECT timings->'$.checker' FROM runs WHERE stage = 'pairs'")[0][0])
     params = orjson.loads(query(home, "SELECT params FROM runs WHERE stage = 'pairs'")[0][0])
     assert params["workers"] == 2 and 1 <= lsp["servers_started"] <= 2  # never more servers than workers
     one_home = tmp_path / "one"
@@ -104,18 +104,17 @@ def test_pairs_workers_and_timeout_give_the_same_pairs_and_are_checked(home, ing
     assert refused.exit_code == 2 and "--timeout" in refused.output and "0.1" in refused.output
 
 
-def test_pairs_batch_snapshots_commits_one_batch_per_n_snapshots(home, ingested, tmp_path, monkeypatch):
-    monkeypatch.setenv("OTLAKE_TRACE", "1")  # a `progress +N` line per prefilter pass and per committed batch
-    by_one = otlake("pairs", "--batch-snapshots", "1")
-    (snapshots,) = query(home, "SELECT reconciliation->>'$.snapshots' FROM runs WHERE stage = 'pairs'")[0]
+def test_pairs_batch_snapshots_caps_the_snapshots_of_one_ruff_process(home, ingested, tmp_path):
+    otlake("pairs", "--batch-snapshots", "1")
+    ruff_q = "SELECT reconciliation->>'$.snapshots', timings->>'$.checker.ruff_runs', params->>'$.batch_snapshots' " \
+             "FROM runs WHERE stage = 'pairs'"
+    (snapshots, by_one, recorded) = query(home, ruff_q)[0]
     whole = tmp_path / "whole"
     shutil.copytree(ingested, whole)
-    by_all = otlake("pairs", "--batch-snapshots", "64", "--home", str(whole))
-    lines = [[int(line.split("+")[1]) for line in r.stderr.splitlines() if line.startswith("progress +")]
-             for r in (by_one, by_all)]
-    assert int(snapshots) >= 3
-    # the same prefilter pass, then a line per committed batch: one per snapshot or more, or one for them all
-    assert lines[1] == [lines[0][0], sum(lines[0][1:])] and len(lines[0]) - 1 >= int(snapshots)
+    otlake("pairs", "--batch-snapshots", "64", "--home", str(whole))
+    (snapshots_all, _, recorded_all) = query(whole, ruff_q)[0]
+    assert int(snapshots) >= 3 and snapshots == snapshots_all and (recorded, recorded_all) == ("1", "64")
+    assert int(by_one) == int(snapshots)  # one ruff process per snapshot (tests/test_pairs.py counts the rest)
     checks = "SELECT repl_id, seq, outcome, reason, code, pair_id FROM pair_checks ORDER BY ALL"
     assert query(home, checks) == query(whole, checks)
 

@@ -6,7 +6,7 @@ import pytest
 
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
-from otlake.pairs import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, build_pairs
 from otlake.synth_stage import SynthOptions, run_synth
 from synth.linediff import parse
 from warehouse.ingest import ingest_events

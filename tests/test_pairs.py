@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from lsp_runner.config import LspConfig
-from otlake.pairs import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, build_pairs
 from warehouse.ingest import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
@@ -119,7 +119,7 @@ def test_a_second_run_decides_nothing_again(built):
         again = build_pairs(wh, OPTIONS)
         assert (again.diagnostics_in, again.already_decided, again.snapshots) == (0, 11, 0)
         assert _dump(wh) == tables
-        runs = wh.con.execute("SELECT status, reconciliation->>'$.pairs' FROM runs WHERE stage = 'pairs' "
+        runs = wh.con.execute("SELECT status, reconciliation->>'$.out' FROM runs WHERE stage = 'pairs' "
                               "ORDER BY started_at").fetchall()
         assert runs == [("done", "2"), ("done", "0")]
 
@@ -139,17 +139,33 @@ def _killed_env(home) -> dict:
     return {**os.environ, "OTLAKE_HOME": str(home), "OTLAKE_TRACE": "1", "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}
 
 
-def _many_instants() -> list[dict]:
-    log = Log("r3")
-    log.edit("main.py", [{"insert": "import os\n"}])
-    for i in range(8):  # eight instants, each a snapshot of its own
-        log.edit("main.py", [{"skip": len(log.texts["main.py"])}, {"insert": f"v{i} = os.nothing{i}\n"}])
-        diag(log, "main.py", i + 1, ATTR, f'"nothing{i}" is not a known attribute of module "os"')
-    return log.events
+def _many_repls() -> list[dict]:
+    events = []
+    for r in range(6):  # six repls (partitions), each with three instants of its own
+        log = Log(f"r{r + 3}")
+        log.edit("main.py", [{"insert": "import os\n"}])
+        for i in range(3):
+            log.edit("main.py", [{"skip": len(log.texts["main.py"])}, {"insert": f"v{i} = os.nothing{i}\n"}])
+            diag(log, "main.py", i + 1, ATTR, f'"nothing{i}" is not a known attribute of module "os"')
+        events += log.events
+    return events
+
+
+def test_batch_snapshots_caps_the_snapshots_of_one_checker_call(tmp_path):
+    """Each repl's snapshots go to the checker (one ruff process each call) in chunks of batch_snapshots."""
+    f = write_jsonl(tmp_path / "in.jsonl", _many_repls())
+    runs = {}
+    for n in (2, 64):
+        with Warehouse(tmp_path / f"wh{n}") as wh:
+            ingest_files(wh, [f])
+            report = build_pairs(wh, PairsOptions(batch_snapshots=n))
+            runs[n] = (report.snapshots, report.lsp["ruff_runs"], _dump(wh)["pair_checks"])
+    assert runs[2][0] == runs[64][0] == 18 and runs[2][2] == runs[64][2]
+    assert (runs[2][1], runs[64][1]) == (12, 6)  # six repls of three snapshots: 2 + 1 calls each, or 1
 
 
 def test_a_killed_run_restarts_and_ends_like_a_clean_one(tmp_path):
-    f = write_jsonl(tmp_path / "in.jsonl", _many_instants())
+    f = write_jsonl(tmp_path / "in.jsonl", _many_repls())
     cmd = [sys.executable, "-m", "otlake", "pairs", "--batch-snapshots", "1"]
     for name in ("killed", "clean"):
         with Warehouse(tmp_path / name) as wh:
@@ -159,18 +175,22 @@ def test_a_killed_run_restarts_and_ends_like_a_clean_one(tmp_path):
     for line in proc.stderr:
         if line.startswith("progress"):
             seen += 1
-            if seen == 3:  # three snapshots decided and committed
+            if seen == 2:  # two repls decided and committed, markers included
                 proc.send_signal(signal.SIGKILL)
                 break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     with Warehouse(tmp_path / "killed") as wh:
-        partial = wh.con.execute("SELECT count(*) FROM pair_checks").fetchall()[0][0]
-    assert 3 <= partial < 8
+        partial = dict(wh.con.execute("SELECT repl_id, count(*) FROM pair_checks GROUP BY 1").fetchall())
+        (status,) = wh.con.execute("SELECT status FROM runs WHERE stage = 'pairs'").fetchall()[0]
+    # whole repls only: a partition's rows and its markers are committed together or redone
+    assert 2 <= len(partial) < 6 and set(partial.values()) == {3}
+    assert status == "running"
     done = subprocess.run(cmd, env=_killed_env(tmp_path / "killed"), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert f"diagnostics in {8 - partial} = pairs {8 - partial} " in done.stdout
+    left = 18 - 3 * len(partial)
+    assert f"diagnostics in {left} = pairs {left} " in done.stdout
     with Warehouse(tmp_path / "killed") as killed, Warehouse(tmp_path / "clean") as clean:
         build_pairs(clean, PairsOptions())
         assert _dump(killed) == _dump(clean)
-        assert len(_dump(clean)["pairs"]) == 8
+        assert len(_dump(clean)["pairs"]) == 18
