@@ -1,16 +1,19 @@
-"""Shared helpers: timing with medians, machine description, result files."""
+"""Shared helpers: timing with medians, machine description, result files, checkouts of other commits."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 OUT = Path(os.environ.get("OTLAKE_BENCH_DIR", "bench-data"))
+ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 
 def median_time(fn, repeat: int = 5) -> tuple[float, list[float]]:
@@ -48,3 +51,31 @@ def save(name: str, result: dict) -> None:
     result = {"machine": machine(), "git": git_rev(), **result}
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def checkout(rev: str, src: Path) -> Path:
+    """A worktree of git revision `rev` at `src` with its own locked environment (`uv sync --frozen`).
+
+    Made once; reused while its .venv exists. Returns `src`, resolved.
+    """
+    src = Path(src).resolve()
+    if not (src / ".venv").exists():
+        shutil.rmtree(src, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(src), rev], cwd=ROOT, check=True,
+                       capture_output=True)
+        uv = shutil.which("uv") or f"{sys.executable} -m uv"
+        subprocess.run(f"{uv} sync --frozen --quiet", shell=True, cwd=src, check=True,
+                       env={**os.environ, "UV_LINK_MODE": "copy", "VIRTUAL_ENV": ""})
+    return src
+
+
+def run_script(src: Path, script: str, args: list, what: str, python: str | None = None,
+               env: dict | None = None) -> dict:
+    """`python -c script args` in checkout `src` (its code first on sys.path), by its own environment's Python
+    unless `python` is given; the JSON object on the last line of its stdout. RuntimeError if it fails."""
+    done = subprocess.run([python or str(Path(src) / ".venv" / "bin" / "python"), "-c", script, *map(str, args)],
+                          cwd=src, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

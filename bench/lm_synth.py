@@ -39,8 +39,7 @@ import orjson
 
 from local_lm.launcher import LocalServer, resolve
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.stages import PairsOptions, build_pairs
-from otlake.synth_stage import SynthOptions, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
 from synth.lm import LmSettings
 from synth.schema import Prompt
 from synth.verify import STEPS, count_steps, reason_group

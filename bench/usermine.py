@@ -43,8 +43,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from difflib import SequenceMatcher
@@ -57,8 +55,7 @@ from lsp_runner.linter import MetaLspLinter
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.stages import PairsOptions, build_pairs
-from otlake.synth_stage import SynthOptions, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
 from synth.linediff import render
 from synth.usermine import (
     adds_no_syntax_error,
@@ -72,7 +69,7 @@ from warehouse.history import ReplHistory
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 
-from .common import OUT, git_rev, machine
+from .common import OUT, checkout, git_rev, machine, run_script
 
 END_US = 2**62  # after every event
 EXCERPT = 4     # lines shown on each side of the error line
@@ -320,7 +317,10 @@ try:
     from otlake.stages import PairsOptions, build_pairs
 except ImportError:  # a checkout from before pairs ran as a pipeline stage
     from otlake.pairs import PairsOptions, build_pairs
-from otlake.synth_stage import SynthOptions, run_synth
+try:
+    from otlake.stages import SynthOptions, run_synth
+except ImportError:  # a checkout from before synth ran as a pipeline stage
+    from otlake.synth_stage import SynthOptions, run_synth
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 log, home, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -337,22 +337,9 @@ print(json.dumps({"ingest": {"records_in": ingest.records_in, "quarantined": ing
 
 def _baseline_stages(rev: str, log: Path, home: Path, workers: int) -> dict:
     """The stages at git revision `rev` (a worktree under bench-data/, its own locked environment)."""
-    src = (OUT / "usermine" / f"src-{rev}").resolve()
-    root = Path(__file__).resolve().parents[1]
-    if not (src / ".venv").exists():
-        shutil.rmtree(src, ignore_errors=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=root, check=True)
-        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(src), rev], cwd=root, check=True,
-                       capture_output=True)
-        uv = shutil.which("uv") or f"{sys.executable} -m uv"
-        subprocess.run(f"{uv} sync --frozen --quiet", shell=True, cwd=src, check=True,
-                       env={**os.environ, "UV_LINK_MODE": "copy", "VIRTUAL_ENV": ""})
+    src = checkout(rev, OUT / "usermine" / f"src-{rev}")
     shutil.rmtree(home, ignore_errors=True)
-    done = subprocess.run([str(src / ".venv" / "bin" / "python"), "-c", _BASELINE_SCRIPT, str(log.resolve()),
-                           str(home.resolve()), str(workers)], cwd=src, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the baseline {rev} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(src, _BASELINE_SCRIPT, [log.resolve(), home.resolve(), workers], f"the baseline {rev}")
 
 
 def _measure(home: Path, files: dict, stages: dict, workers: int) -> tuple[dict, list[dict]]:

@@ -266,17 +266,15 @@ def synth(source: str, model: str | None, limit: int | None, judge: bool, fewsho
     """
     from warehouse.store import Warehouse
 
-    from .synth_stage import SynthOptions, run_synth
+    from .stages import SynthOptions, run_synth
 
     sources = ("user", "lm") if source == "both" else (source,)
     with contextlib.ExitStack() as stack:
         settings = _lm_settings(stack, model, concurrency, home) if "lm" in sources or judge else None
         options = SynthOptions(sources=sources, lm=settings, limit=limit, judge=judge, fewshot=fewshot,
                                workers=workers)
-        with Warehouse(home) as wh:
-            total = wh.con.execute("SELECT count(*) FROM pairs").fetchall()[0][0] * len(sources)
-            with Progress(total, "synth") as bar:
-                report = run_synth(wh, options, progress=bar)
+        with Warehouse(home) as wh, PartitionProgress("synth (repls)") as bar:
+            report = run_synth(wh, options, progress=bar)
     click.echo(f"run {report.run_id}:")
     for line in report.summary():
         click.echo(f"  {line}")

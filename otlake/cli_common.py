@@ -73,6 +73,9 @@ class PartitionProgress(Progress):
         self.label, self.done = label, 0
 
     def __call__(self, done: int, total: int) -> None:
+        if done < self.done and self.bar is not None:  # the next run (e.g. synth's next source): a new bar
+            self.bar.__exit__(None, None, None)
+            self.bar, self.done = None, 0
         if self.bar is None and total:
             self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True)
             self.bar.__enter__()

@@ -9,8 +9,7 @@ from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 
 from .output import render
-from .stages import PairsOptions, build_pairs, verify
-from .synth_stage import SynthOptions, run_synth
+from .stages import PairsOptions, SynthOptions, build_pairs, run_synth, verify
 
 TABLES = ("repls", "events", "ot_ops", "path_events", "checkpoints", "diagnostics", "pairs", "diffs", "datasets",
           "dataset_examples", "quarantine", "runs")

@@ -31,8 +31,7 @@ from lsp_runner.pool import LspPool
 from otlake.dataset import DatasetOptions, build_dataset
 from otlake.dataset_cli import DEBUGBENCH
 from otlake.evaluation import make_replit, run_eval
-from otlake.stages import PairsOptions, build_pairs, verify
-from otlake.synth_stage import SynthOptions, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth, verify
 from synth.lm import LmSettings
 from tests.lm_server import ScriptedLM, diff_reply, verdict_reply
 from warehouse.ingest import ingest_files

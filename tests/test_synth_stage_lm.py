@@ -5,8 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from otlake.stages import PairsOptions, build_pairs
-from otlake.synth_stage import SynthOptions, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
 from synth.lm import LmSettings
 from tests.lm_server import ScriptedLM, diff_reply, malformed_reply, verdict_reply
 from warehouse.ingest import ingest_events

@@ -2,25 +2,30 @@
 
 Each pair gets at most one row per (source, model) in `diffs`, accepted or
 not, with every verification result; pairs that already have one are
-skipped, so a killed run resumes. Work goes in batches of pairs: one batch
-is one transaction, and its language-server checks share one pool call
-(and one ruff process).
+skipped, so a killed run resumes. A stage of the pipeline contract
+(`SynthStage`, one source per run, one repl per partition; otlake.stages.run_synth
+runs it): a repl's diffs are one commit, and its pairs go to the checker in
+chunks of `batch_pairs` (one pool call, one ruff process each). Which pairs a
+run does (`limit`, `pair_ids`, public repls only) and the LM's few-shot pool
+(verified user fixes, read once before the partitions) are decided on the
+driver, in `pending`; `process` reads nothing else.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from events.privacy import public_sql
+from events.privacy import is_public
+from events.stages import Context, Partition, StageResult
 from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic
-from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
 from lsp_runner.syntax import prefetch_syntax_errors
 from synth.attribution import line_map, target_still_reported
@@ -34,9 +39,8 @@ from synth.usermine import (
     windowed_candidates,
 )
 from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
-from warehouse.history import ReplHistory
-from warehouse.runs import finish_run, start_run
-from warehouse.store import Warehouse
+from warehouse.history import ReplHistory, _us
+from warehouse.stores import read_table
 
 SOURCES = ("user", "lm")
 # failures of the machinery, not verdicts on a diff: nothing is stored, so the next run tries again
@@ -57,7 +61,7 @@ class SynthOptions:
     judge: bool = False               # ask an LM judge after the LSP steps (needs lm)
     fewshot: int = 3                  # verified examples shown to the LM
     workers: int = 1
-    batch_pairs: int = 32
+    batch_pairs: int = 32             # pairs per checker call (one ruff process each)
     config: LspConfig = DEFAULT_CONFIG
 
 
@@ -80,7 +84,7 @@ class SourceReport:
 
 @dataclass
 class SynthReport:
-    run_id: str
+    run_id: str  # the runs' ids, one per source (comma-separated)
     already_done: int = 0
     by_source: dict[str, SourceReport] = field(default_factory=lambda: defaultdict(SourceReport))
     seconds: float = 0.0
@@ -114,65 +118,139 @@ class _Pair:
     content: str
 
 
-def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int], None] | None = None) -> SynthReport:
-    """Make and verify diffs for every pair that lacks one from each requested source."""
-    con = wh.con
-    for source in options.sources:
+class SynthStage:
+    """The synth stage for one source (events.stages contract): one repl per partition.
+
+    Records: the pairs this run makes a diff for. Each gives a `diffs` row (out: accepted, rejected, or no
+    candidate) or is deferred (the checker, the LM or the judge failed: no row, the next run retries). The
+    diffs rows are the markers. `pending` picks the pairs (public repls, no diff from this source and model
+    yet, `pair_ids`, `limit` in the order repl, instant, pair) and, for the LM, the few-shot pool.
+    """
+
+    name = "synth"
+    reads = ("pairs", "path_events", "ot_ops", "file_breaks")
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {}
+    writes = ("diffs",)
+
+    def __init__(self, source: str, options: SynthOptions) -> None:
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; use user, lm or both")
-    params = {"sources": list(options.sources), "limit": options.limit, "judge": options.judge,
-              "model": getattr(options.lm, "model", None), "workers": options.workers,
-              "fewshot": options.fewshot, "pairs": len(options.pair_ids) if options.pair_ids is not None else None,
-              "api_base": getattr(options.lm, "api_base", None),
-              "temperature": getattr(options.lm, "temperature", None),
-              "max_tokens": getattr(options.lm, "max_tokens", None)}
-    run_id = start_run(con, "synth", params)
-    report = SynthReport(run_id)
-    started = time.perf_counter()
-    try:
-        with LspPool(size=options.workers, config=options.config) as pool:
-            for source in options.sources:
-                model = USER_MODEL if source == "user" else options.lm.model
-                todo, done = _pending(con, source, model, options.limit, options.pair_ids)
-                report.already_done += done
-                for start in range(0, len(todo), options.batch_pairs):
-                    batch = todo[start : start + options.batch_pairs]
-                    if source == "user":
-                        rows = _user_batch(wh, pool, batch, report)
-                    else:
-                        rows = _lm_batch(wh, pool, batch, options, report)
-                    _write(con, rows, run_id)
-                    if progress:
-                        progress(len(batch))
-    except BaseException:
-        report.seconds = time.perf_counter() - started
-        finish_run(con, run_id, "failed", report.as_dict(), {"seconds": round(report.seconds, 3)})
-        raise
-    report.seconds = time.perf_counter() - started
-    n = sum(len(r.verifications) for r in report.by_source.values())
-    finish_run(con, run_id, "done", report.as_dict(), {
-        "seconds": round(report.seconds, 3), "steps": {k: round(v, 3) for k, v in report.step_seconds.items()},
-        "verified_per_second": round(n / report.verify_seconds, 2) if report.verify_seconds else None})
-    return report
+        self.source, self.options = source, options
+        self.model = USER_MODEL if source == "user" else options.lm.model
+        self.todo: frozenset[str] = frozenset()
+        self.already_done = 0
+        self.fewshot: _FewShotPool | None = None
+
+    def pending(self, store, params) -> list[str]:
+        pairs = read_table(store, "pairs", columns=["pair_id", "repl_id", "ts"])
+        repls = read_table(store, "repls", columns=["repl_id", "is_private"])
+        public = {r for r, private in zip(repls.column("repl_id").to_pylist(), repls.column("is_private").to_pylist(),
+                                          strict=True) if is_public(private)}
+        done = set(read_table(store, "diffs", {"source": self.source, "model": self.model},
+                              ["pair_id"]).column("pair_id").to_pylist())
+        order = sorted(zip(pairs.column("repl_id").to_pylist(), _us(pairs.column("ts")),
+                           pairs.column("pair_id").to_pylist(), strict=True))
+        only, limit = self.options.pair_ids, self.options.limit
+        todo, repl_ids = [], set()
+        for repl_id, _, pid in order:
+            if repl_id not in public or (only is not None and pid not in only):
+                continue
+            if pid in done:
+                self.already_done += 1
+            elif limit is None or len(todo) < limit:
+                todo.append(pid)
+                repl_ids.add(repl_id)
+        self.todo = frozenset(todo)
+        if self.source == "lm" and self.options.fewshot and todo:
+            self.fewshot = _FewShotPool.read(store, self.options.fewshot)
+        return sorted(repl_ids)
+
+    def process(self, part: Partition, ctx: Context) -> StageResult:
+        rows = part.tables["pairs"]
+        rows = rows.filter(pc.is_in(rows.column("pair_id"), pa.array(sorted(self.todo), pa.string())))
+        todo = sorted(_pairs(rows), key=lambda p: (p.us, p.pair_id))
+        t = part.tables
+        history = ReplHistory.from_tables(part.key, t["path_events"], t["ot_ops"], t["file_breaks"])
+        report = SynthReport("")
+        out = []
+        for start in range(0, len(todo), self.options.batch_pairs):
+            batch = todo[start:start + self.options.batch_pairs]
+            if self.source == "user":
+                out += _user_batch(history, ctx.checker, batch, report)
+            else:
+                out += _lm_batch(history, ctx.checker, batch, self.options, self.fewshot, report)
+        stats = report.by_source[self.source]
+        clock = time.perf_counter()
+        markers = {"diffs": _table(out)} if out else {}
+        report.step_seconds["write"] += time.perf_counter() - clock
+        return StageResult(
+            markers=markers, count_in=stats.pairs, count_out=len(out), dropped=Counter(stats.deferred),
+            seconds=Counter(report.step_seconds),
+            extra={"accepted": stats.accepted, "rejected": len(stats.verifications) - stats.accepted,
+                   "no_candidate": dict(stats.no_candidate), "candidates": len(stats.verifications),
+                   "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+                   "verifications": stats.verifications})
+
+    def reduce(self, results, ctx) -> StageResult:
+        verifications = [v for r in results for v in r.extra.get("verifications", [])]
+        return StageResult(extra={"already_done": self.already_done, "steps": count_steps(verifications)})
 
 
-def _pending(con, source: str, model: str, limit: int | None,
-             only: frozenset[str] | None = None) -> tuple[list[_Pair], int]:
-    rows = con.execute(
-        f"""SELECT p.pair_id, p.repl_id, p.seq, p.path, epoch_us(p.ts), p.code, p.start_line, p.start_character,
-                  p.end_line, p.end_character, p.severity, p.message, p.content, d.pair_id IS NOT NULL
-           FROM pairs p LEFT JOIN diffs d ON d.pair_id = p.pair_id AND d.source = ? AND d.model = ?
-           JOIN repls r ON r.repl_id = p.repl_id AND {public_sql("r.is_private")}
-           ORDER BY p.repl_id, p.ts, p.pair_id""", [source, model]).fetchall()
-    todo, done = [], 0
-    for pid, repl_id, seq, path, us, code, sl, sc, el, ec, sev, msg, content, has in rows:
-        if only is not None and pid not in only:
-            continue
-        if has:
-            done += 1
-        elif limit is None or len(todo) < limit:
-            todo.append(_Pair(pid, repl_id, seq, path, us, Diagnostic(path, code, sl, sc, el, ec, sev, msg), content))
-    return todo, done
+def _pairs(rows: pa.Table) -> list[_Pair]:
+    cols = {c: rows.column(c).to_pylist() for c in ("pair_id", "repl_id", "seq", "path", "code", "start_line",
+                                                    "start_character", "end_line", "end_character", "severity",
+                                                    "message", "content")}
+    out = []
+    for n, us in enumerate(_us(rows.column("ts"))):
+        c = {k: v[n] for k, v in cols.items()}
+        target = Diagnostic(c["path"], c["code"], c["start_line"], c["start_character"], c["end_line"],
+                            c["end_character"], c["severity"], c["message"])
+        out.append(_Pair(c["pair_id"], c["repl_id"], c["seq"], c["path"], us, target, c["content"]))
+    return out
+
+
+@dataclass
+class _FewShotPool:
+    """Verified user fixes the LM may be shown, read once: per rule its shortest, and the shortest of any rule.
+
+    For a pair of rule R the demos are the n shortest fixes of R, then of any other rule (ties by pair id),
+    never the pair's own fix. Each rule keeps its n + 1 shortest: enough with one left out."""
+
+    n: int
+    by_rule: dict[str, list[tuple]]
+    any_rule: list[tuple]
+
+    @classmethod
+    def read(cls, store, n: int) -> _FewShotPool:
+        diffs = read_table(store, "diffs", {"source": "user", "accepted": True}, ["pair_id", "diff"])
+        fixes = dict(zip(diffs.column("pair_id").to_pylist(), diffs.column("diff").to_pylist(), strict=True))
+        by_rule: dict[str, list[tuple]] = defaultdict(list)
+        if fixes:
+            pairs = read_table(store, "pairs", {"pair_id": sorted(fixes)},
+                               ["pair_id", "path", "content", "code", "message", "start_line"])
+            for row in pairs.to_pylist():
+                diff = fixes[row["pair_id"]]
+                by_rule[row["code"]].append((len(diff), row["pair_id"], row, diff))
+        for rule in by_rule:
+            by_rule[rule] = sorted(by_rule[rule], key=lambda e: e[:2])[:n + 1]
+        any_rule = sorted((e for entries in by_rule.values() for e in entries), key=lambda e: e[:2])
+        return cls(n, dict(by_rule), any_rule)
+
+    def demos(self, rule: str | None, own: str) -> list:
+        """The few-shot examples for one pair: FewShotExample list (a fix that breaks the prompt is left out)."""
+        from synth.program import FewShotExample
+        from synth.schema import Prompt, SchemaError
+
+        same = [e for e in self.by_rule.get(rule, []) if e[1] != own]
+        rest = [e for e in self.any_rule if e[2]["code"] != rule and e[1] != own]
+        out = []
+        for _, pid, row, diff in (same + rest)[:self.n]:
+            try:
+                out.append(FewShotExample(pid, Prompt(row["path"], row["content"], row["code"], row["message"],
+                                                      row["start_line"] + 1), diff))
+            except SchemaError:
+                continue
+        return out
 
 
 def _reproduces(result, target: Diagnostic, content: str, candidate: str) -> bool:
@@ -183,7 +261,7 @@ def _reproduces(result, target: Diagnostic, content: str, candidate: str) -> boo
     return found is not None
 
 
-def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthReport) -> list[dict]:
+def _user_batch(history: ReplHistory, pool, batch: list[_Pair], report: SynthReport) -> list[dict]:
     """Mine the user's fix of each pair, then verify the candidates together.
 
     The later states of the pair's file (where the user paused) each give a
@@ -192,7 +270,7 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
     first on which the diagnostic no longer reproduces is the user's fix.
     """
     clock = time.perf_counter()
-    others, queues = _mine_candidates(wh, batch)
+    others, queues = _mine_candidates(history, batch)
     report.step_seconds["replay"] += time.perf_counter() - clock
     clock = time.perf_counter()
     fixes: dict[str, tuple[int, int, str] | None] = {}
@@ -242,28 +320,19 @@ def _user_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], report: SynthR
     return rows
 
 
-def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
+def _mine_candidates(history: ReplHistory, batch: list[_Pair]) -> tuple[dict, dict]:
     """Per pair: the repl's other files at its instant, and its distinct windowed candidates, in order."""
-    by_repl: dict[str, list[_Pair]] = defaultdict(list)
+    others, queues, found = _others(history, batch), {}, []
     for p in batch:
-        by_repl[p.repl_id].append(p)
-    others, queues, found = {}, {}, []
-    for repl_id, pairs in by_repl.items():
-        history = ReplHistory(wh.con, repl_id)
-        steps = {p.pair_id: history.steps_before(p.seq) for p in pairs}
-        states = history.states_after(list(steps.values()))
-        for p in pairs:
-            files = states[steps[p.pair_id]]
-            others[p.pair_id] = {k: v for k, v in files.items() if v is not None and k != p.path}
-            queues[p.pair_id] = []
-            lineage = history.lineage_before(p.path, p.seq)
-            if lineage is None:
-                continue
-            file_id, version = lineage
-            later = [(v, t) for v, t in history.versions(file_id) if v > version]
-            picks = [later[i] for i in pause_points([t for _, t in later])]
-            texts = history.contents(file_id, [v for v, _ in picks])
-            found.append((p, [(v, t, texts[v]) for v, t in picks]))
+        queues[p.pair_id] = []
+        lineage = history.lineage_before(p.path, p.seq)
+        if lineage is None:
+            continue
+        file_id, version = lineage
+        later = [(v, t) for v, t in history.versions(file_id) if v > version]
+        picks = [later[i] for i in pause_points([t for _, t in later])]
+        texts = history.contents(file_id, [v for v, _ in picks])
+        found.append((p, [(v, t, texts[v]) for v, t in picks]))
     # every text the candidates are made of and judged by, through one ruff process (then cached)
     prefetch_syntax_errors([p.content for p, _ in found])
     plans = [(p, is_syntax_target(p.target.code), unresolved_names(p.target.code, p.target.message), states)
@@ -286,7 +355,7 @@ def _mine_candidates(wh: Warehouse, batch: list[_Pair]) -> tuple[dict, dict]:
     return others, queues
 
 
-def _verify_lsp(pool: LspPool, candidates: list[tuple], others: dict, report: SynthReport, source: str,
+def _verify_lsp(pool, candidates: list[tuple], others: dict, report: SynthReport, source: str,
                 model: str = USER_MODEL, judge_settings=None) -> list[dict]:
     """The LSP steps (and the judge) for every candidate that got through the static ones; the diffs rows."""
     clock = time.perf_counter()
@@ -339,47 +408,15 @@ def _prompt(p: _Pair):
     return Prompt(p.path, p.content, p.target.code, p.target.message, p.target.start_line + 1)
 
 
-def _others(wh: Warehouse, batch: list[_Pair]) -> dict[str, dict[str, str]]:
+def _others(history: ReplHistory, batch: list[_Pair]) -> dict[str, dict[str, str]]:
     """The repl's other files at each pair's instant (imports resolve against them)."""
-    by_repl: dict[str, list[_Pair]] = defaultdict(list)
-    for p in batch:
-        by_repl[p.repl_id].append(p)
-    out = {}
-    for repl_id, pairs in by_repl.items():
-        history = ReplHistory(wh.con, repl_id)
-        steps = {p.pair_id: history.steps_before(p.seq) for p in pairs}
-        states = history.states_after(list(steps.values()))
-        for p in pairs:
-            out[p.pair_id] = {k: v for k, v in states[steps[p.pair_id]].items() if v is not None and k != p.path}
-    return out
+    steps = {p.pair_id: history.steps_before(p.seq) for p in batch}
+    states = history.states_after(list(steps.values()))
+    return {p.pair_id: {k: v for k, v in states[steps[p.pair_id]].items() if v is not None and k != p.path}
+            for p in batch}
 
 
-def _fewshot(con, exclude: set[str], n: int, rule: str | None = None) -> list:
-    """Verified user fixes to show the LM, deterministic: of the target's rule first, then any, shortest first.
-
-    Demos of the same rule show the kind of fix the error needs: with the
-    shortest fixes of any rule alone, a small model copies them (the 0.5B
-    model answered `+8 import sys` to most errors, BENCHMARKS.md).
-    """
-    from synth.program import FewShotExample
-    from synth.schema import Prompt, SchemaError
-
-    rows = con.execute(
-        """SELECT p.pair_id, p.path, p.content, p.code, p.message, p.start_line, d.diff
-           FROM diffs d JOIN pairs p USING (pair_id)
-           WHERE d.source = 'user' AND d.accepted AND p.pair_id NOT IN (SELECT unnest(?::VARCHAR[]))
-           ORDER BY p.code IS DISTINCT FROM ?, length(d.diff), p.pair_id LIMIT ?""",
-        [sorted(exclude), rule, n]).fetchall()
-    out = []
-    for pid, path, content, code, message, line, diff in rows:
-        try:
-            out.append(FewShotExample(pid, Prompt(path, content, code, message, line + 1), diff))
-        except SchemaError:
-            continue
-    return out
-
-
-def _lm_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], options: SynthOptions,
+def _lm_batch(history: ReplHistory, pool, batch: list[_Pair], options: SynthOptions, fewshot: _FewShotPool | None,
               report: SynthReport) -> list[dict]:
     """Ask the LM for a diff per pair (few-shot from verified user fixes), then verify each answer."""
     from synth.program import synthesize
@@ -397,15 +434,17 @@ def _lm_batch(wh: Warehouse, pool: LspPool, batch: list[_Pair], options: SynthOp
             stats.no_candidate["bad_prompt"] += 1
             rows.append(_row(p, "lm", settings.model, Verification(), "bad_prompt", reason=str(e)))
     clock = time.perf_counter()
-    by_rule: dict[str, list] = defaultdict(list)
+    # one program per set of demos: fixes of the pair's rule first, never the pair's own
+    by_demos: dict[tuple, tuple[list, list]] = {}
     for pid, prompt in prompts:
-        by_rule[prompt.rule].append((pid, prompt))
+        examples = fewshot.demos(prompt.rule, pid) if fewshot is not None else []
+        key = tuple(e.id for e in examples)
+        by_demos.setdefault(key, (examples, []))[1].append((pid, prompt))
     answers = []
-    for rule, group in by_rule.items():  # one program per rule: its demos are fixes of that rule first
-        examples = _fewshot(wh.con, set(by_id), options.fewshot, rule) if options.fewshot else []
+    for examples, group in by_demos.values():
         answers += synthesize(group, settings, fewshot=examples, k=options.fewshot)
     report.step_seconds["lm"] += time.perf_counter() - clock
-    others = _others(wh, batch)
+    others = _others(history, batch)
     candidates = []
     for answer in answers:
         p = by_id[answer.id]
@@ -446,20 +485,8 @@ _TYPES = {"accepted": pa.bool_(), "prompt_tokens": pa.int32(), "completion_token
           "fix_version": pa.int64(), "fix_us": pa.int64()}
 
 
-def _write(con, rows: list[dict], run_id: str) -> None:
-    if not rows:
-        return
-    table = pa.table({c: pa.array([r[c] for r in rows], _TYPES.get(c, pa.string())) for c in rows[0]})
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.register("new_diffs", table)
-        con.execute(
-            """INSERT INTO diffs SELECT pair_id, source, model, diff, fixed, accepted, failed_step, reason,
-                      verification, prompt_hash, fewshot_ids, prompt_tokens, completion_tokens, fix_version,
-                      make_timestamp(fix_us)::TIMESTAMPTZ, raw, ? FROM new_diffs ON CONFLICT DO NOTHING""", [run_id])
-        con.unregister("new_diffs")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-
+def _table(rows: list[dict]) -> pa.Table:
+    """The diffs rows as Arrow, in the table's types (fix_us becomes the fix_ts instant)."""
+    table = {c: pa.array([r[c] for r in rows], _TYPES.get(c, pa.string())) for c in rows[0] if c != "fix_us"}
+    table["fix_ts"] = pa.array([r["fix_us"] for r in rows], pa.timestamp("us", "UTC"))
+    return pa.table(table)
