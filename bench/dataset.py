@@ -178,8 +178,8 @@ def _watch_workers(peaks: dict, done: threading.Event) -> None:
 
 def build_only(home: str, out: str, workers: int) -> None:
     """One build in this process; prints its report as JSON (run by `main` as a subprocess)."""
-    from otlake.dataset import DatasetOptions, build_dataset
     from otlake.dataset_cli import eval_set_paths
+    from otlake.stages import DatasetOptions, build_dataset
 
     options = DatasetOptions(eval_sets=eval_set_paths(None, False, ()), workers=workers, overwrite=True)
     peaks: dict[str, float] = {}

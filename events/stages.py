@@ -30,6 +30,7 @@ class Context:
     params: Mapping[str, Any] = field(default_factory=dict)
     checker: Any = None
     lm: Any = None
+    run_id: str = ""  # the run the partition is part of (e.g. for a dataset card's lineage)
 
 
 @dataclass
@@ -55,8 +56,13 @@ class StageResult:
 
 
 class Stage(Protocol):
+    """A stage may also declare, as class attributes: `columns` (table -> the columns it reads, when not all),
+    `filters` (table -> a Store `where` every read of that table adds), `through` (table -> (column, parent
+    table): a table without repl_id, read by the values of that column in the partition's parent rows) and
+    `commit_partitions = False` (its outputs are decided in reduce; partitions' results are held for it)."""
+
     name: str
-    reads: tuple[str, ...]  # tables a partition holds (only the columns named in an optional `columns` mapping)
+    reads: tuple[str, ...]  # tables a partition holds, each filtered to the partition's repl
     writes: tuple[str, ...]
 
     def pending(self, store: Any, params: Mapping[str, Any]) -> list[str]: ...

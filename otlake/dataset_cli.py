@@ -10,7 +10,7 @@ import orjson
 
 from events.errors import ConfigError
 
-from .cli_common import ErrorsAsClickGroup, Progress, home_option, parse_instant
+from .cli_common import ErrorsAsClickGroup, PartitionProgress, home_option, parse_instant
 from .output import FORMATS, render
 
 # DebugBench beside the repository (../shared/datasets/debugbench); $OTLAKE_DEBUGBENCH overrides it
@@ -107,7 +107,7 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
     """
     from warehouse.store import Warehouse
 
-    from .dataset import DatasetOptions, build_dataset
+    from .stages import DatasetOptions, build_dataset
 
     options = DatasetOptions(
         since_us=parse_instant(since, "--since") if since is not None else None,
@@ -116,7 +116,7 @@ def build(name: str, out: Path, since: str | None, until: str | None, rules: str
         eval_share=eval_share, dedup_threshold=dedup_threshold, decontam_threshold=decontam_threshold,
         ngram=ngram, eval_sets=eval_set_paths(debugbench, no_debugbench, extra), workers=workers,
         overwrite=overwrite, empty_split=empty_split)
-    with Warehouse(home) as wh, Progress(None, "dataset") as bar:
+    with Warehouse(home) as wh, PartitionProgress("dataset (repls)") as bar:
         report = build_dataset(wh, name, out, options, progress=bar)
     click.echo(f"run {report.run_id}: {report.summary()}")
     if report.anonymized_examples:

@@ -57,8 +57,8 @@ def run_demo(home: str | None, repls: int, seed: int, workers: int = 1) -> None:
 
 def _build_dataset(wh: Warehouse) -> None:
     """6. A training set from the accepted diffs: anonymized, filtered, deduplicated, decontaminated."""
-    from .dataset import DatasetError, DatasetOptions, build_dataset
     from .dataset_cli import DEBUGBENCH, eval_set_paths, written_files
+    from .stages import DatasetError, DatasetOptions, build_dataset
 
     out = wh.home / "datasets" / "demo"
     eval_sets = eval_set_paths(None, False, ()) if DEBUGBENCH.exists() else ()

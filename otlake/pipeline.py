@@ -17,9 +17,12 @@ balance; the run marked failed, with what it had counted, on any error.
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +33,7 @@ from events.stages import Context, Engine, Partition, Stage, StageResult
 from warehouse.stores import Store, read_table
 
 __all__ = ["Context", "Engine", "LocalEngine", "Partition", "PipelineError", "RunReport", "Stage", "StageResult",
-           "read_partition", "run_stage"]
+           "read_partition", "read_partitions", "run_stage"]
 
 Progress = Callable[[int, int], None]  # partitions done, partitions in all
 
@@ -40,18 +43,117 @@ class PipelineError(OtlakeError):
 
 
 class LocalEngine:
-    """Runs partitions in this process, one after another, in the order given."""
+    """Runs partitions on this machine: in this process, or with `workers` > 1 in a pool of spawned processes
+    (the stage and the context are sent to each process once; partitions go in tasks of about `task_rows`
+    rows). Below `inline_rows` rows in all the pool is not worth its start (a second or two) and partitions
+    run in this process. Results come back in the order of the partitions."""
+
+    def __init__(self, workers: int = 1, task_rows: int = 2000, inline_rows: int = 8000) -> None:
+        self.workers, self.task_rows, self.inline_rows = workers, task_rows, inline_rows
 
     def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
-        for part in parts:
-            yield stage.process(part, ctx)
+        if self.workers <= 1:
+            for part in parts:
+                yield stage.process(part, ctx)
+            return
+        parts = iter(parts)
+        held, rows = [], 0
+        for part in parts:  # hold partitions until the pool is worth starting
+            held.append(part)
+            rows += _rows(part)
+            if rows >= self.inline_rows:
+                break
+        else:
+            for part in held:
+                yield stage.process(part, ctx)
+            return
+        yield from self._pooled(stage, itertools.chain(held, parts), ctx)
+
+    def _pooled(self, stage: Stage, parts: Iterator[Partition], ctx: Context) -> Iterator[StageResult]:
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(stage, ctx))
+        try:
+            running: list = []
+            for task in _tasks(parts, self.task_rows):
+                running.append(pool.submit(_process_task, task))
+                if len(running) >= 2 * self.workers:
+                    yield from running.pop(0).result()
+            for future in running:
+                yield from future.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _rows(part: Partition) -> int:
+    return max((t.num_rows for t in part.tables.values()), default=0)
+
+
+def _tasks(parts: Iterator[Partition], task_rows: int) -> Iterator[list[Partition]]:
+    task, rows = [], 0
+    for part in parts:
+        task.append(part)
+        rows += _rows(part)
+        if rows >= task_rows:
+            yield task
+            task, rows = [], 0
+    if task:
+        yield task
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(stage: Stage, ctx: Context) -> None:
+    _WORKER.update(stage=stage, ctx=ctx)
+
+
+def _process_task(parts: list[Partition]) -> list[StageResult]:
+    return [_WORKER["stage"].process(part, _WORKER["ctx"]) for part in parts]
 
 
 def read_partition(store: Store, stage: Stage, key: str) -> Partition:
     """The rows of repl `key` in every table the stage reads."""
+    return next(read_partitions(store, stage, [key]))
+
+
+def read_partitions(store: Store, stage: Stage, keys: Sequence[str], chunk: int = 64) -> Iterator[Partition]:
+    """The partitions of `keys`, in order: each table is read once per chunk of repls and split by repl."""
     columns = getattr(stage, "columns", {})
-    return Partition(key, {table: read_table(store, table, {"repl_id": key}, columns.get(table))
-                           for table in stage.reads})
+    filters = getattr(stage, "filters", {})
+    through = getattr(stage, "through", {})
+    for start in range(0, len(keys), chunk):
+        some = list(keys[start:start + chunk])
+        tables: dict[str, dict[str, pa.Table]] = {}
+        for table in stage.reads:
+            if table in through:
+                continue
+            cols = columns.get(table)
+            rows = read_table(store, table, {**filters.get(table, {}), "repl_id": some},
+                              None if cols is None else list(dict.fromkeys(["repl_id", *cols])))
+            tables[table] = _split(rows, rows.column("repl_id").to_pylist(), some, cols)
+        for table, (column, parent) in through.items():
+            owner = {}
+            for key in some:
+                for value in tables[parent][key].column(column).to_pylist():
+                    owner[value] = key
+            cols = columns.get(table)
+            rows = read_table(store, table, {**filters.get(table, {}), column: sorted(owner)},
+                              None if cols is None else list(dict.fromkeys([column, *cols])))
+            tables[table] = _split(rows, [owner[v] for v in rows.column(column).to_pylist()], some, cols)
+        for key in some:
+            yield Partition(key, {table: tables[table][key] for table in stage.reads})
+
+
+def _split(rows: pa.Table, owners: list[str], keys: list[str], columns) -> dict[str, pa.Table]:
+    """rows by owner (a key of `keys`), in their order; only `columns` when given."""
+    if columns is not None:
+        rows = rows.select(list(columns))
+    index: dict[str, list[int]] = {key: [] for key in keys}
+    for n, owner in enumerate(owners):
+        index[owner].append(n)
+    if len(keys) == 1:
+        return {keys[0]: rows}
+    return {key: rows.take(pa.array(found, pa.int64())) for key, found in index.items()}
 
 
 @dataclass
@@ -113,15 +215,15 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
               checker: Any = None, lm: Any = None, progress: Progress | None = None) -> RunReport:
     """Run `stage` over its pending partitions on `engine`, committing into `store`; the one run lifecycle."""
     started = time.perf_counter()
-    ctx = Context(now_us=int(time.time() * 1e6) if now_us is None else now_us, params=dict(params),
-                  checker=checker, lm=lm)
     runs = store.runs()
     run_id = runs.start(stage.name, dict(params))
+    ctx = Context(now_us=int(time.time() * 1e6) if now_us is None else now_us, params=dict(params),
+                  checker=checker, lm=lm, run_id=run_id)
     report = RunReport(run_id, stage.name)
     try:
         keys = stage.pending(store, params)
         wanted = set(keys)
-        parts = (read_partition(store, stage, key) for key in keys)
+        parts = read_partitions(store, stage, keys)
         per_partition = getattr(stage, "commit_partitions", True)
         columns: dict[str, list[str]] = {}  # each written table's columns, looked up once
         results = []

@@ -5,20 +5,29 @@ The stage logic lives in the package that owns it (DESIGN.md); here it is only w
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from lsp_runner.pool import LspPool
+from synth.hygiene.decontam import load_eval_set
 from synth.pairs import PairsOptions, PairsReport, PairsStage
 from synth.stage import SourceReport, SynthOptions, SynthReport, SynthStage
+from train.dataset import DatasetError, DatasetOptions, DatasetReport, DatasetStage, check_build
+from train.export import staging_folder
+from warehouse.dataset_schema import create_dataset_tables
 from warehouse.store import Warehouse
-from warehouse.stores import DuckDBStore
+from warehouse.stores import DuckDBStore, Store, StoreError, read_table
 from warehouse.timetravel import require_repls
 from warehouse.verify import VerifyReport, VerifyStage
 
 from .pipeline import LocalEngine, run_stage
 
-__all__ = ["PairsOptions", "PairsReport", "SynthOptions", "SynthReport", "build_pairs", "run_synth", "verify"]
+__all__ = ["DatasetError", "DatasetOptions", "DatasetReport", "PairsOptions", "PairsReport", "SynthOptions", "SynthReport",
+           "build_dataset", "build_pairs", "run_synth", "verify"]
 
 
 def verify(wh: Warehouse, repl_ids: list[str] | None = None,
@@ -90,3 +99,41 @@ def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int, int
     report.run_id = ", ".join(run_ids)
     report.verify_seconds = report.step_seconds.get("verify", 0.0)
     return report
+
+
+def build_dataset(wh: Warehouse, name: str, out: str | os.PathLike, options: DatasetOptions | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DatasetReport:
+    """Build dataset `name` into folder `out` and register it (DESIGN.md: the dataset stage).
+
+    ConfigError/DatasetError before any run is recorded for a build that cannot be done as asked. The eval
+    sets frozen in this warehouse (`otlake eval make-replit`) are always decontaminated against. With
+    `options.workers` > 1, big builds run the per-example steps in a process pool (the local engine's)."""
+    options = options or DatasetOptions()
+    create_dataset_tables(wh.con)
+    store = DuckDBStore(wh.con)
+    out = Path(out).absolute()
+    check_build(store, name, options)
+    frozen = _frozen_eval_sets(store)
+    if frozen:
+        options = dataclasses.replace(options, eval_sets=tuple(dict.fromkeys([*options.eval_sets, *frozen])))
+    eval_sets = [load_eval_set(p) for p in options.eval_sets]
+    params = {**options.params(), "eval_sets": [{"name": s.name, "path": str(Path(p).absolute()),
+                                                  "sha256": s.sha256} for s, p in zip(eval_sets, options.eval_sets)]}
+    tmp = staging_folder(out, options.overwrite)
+    stage = DatasetStage(name, out, tmp, options, eval_sets, params)
+    engine = LocalEngine(options.workers, task_rows=options.batch, inline_rows=4 * options.batch)
+    try:
+        run = run_stage(stage, store, engine, {"name": name, "out": str(out), **params}, progress=progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # moved into place when the build succeeded
+    stage.report.run_id, stage.report.seconds = run.run_id, run.seconds
+    return stage.report
+
+
+def _frozen_eval_sets(store: Store) -> list[str]:
+    """The files of every frozen eval set that still exists."""
+    try:
+        sets = read_table(store, "eval_sets", columns=["name", "path"]).sort_by("name")
+    except StoreError:  # a warehouse that never froze one has no eval tables
+        return []
+    return [p for p in sets.column("path").to_pylist() if Path(p).is_file()]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -193,7 +197,7 @@ def test_the_same_inputs_give_the_same_bytes_and_another_seed_another_order(lake
 
 
 def test_a_process_pool_gives_the_same_files(lake, tmp_path):
-    from otlake.dataset import DatasetOptions, build_dataset
+    from otlake.stages import DatasetOptions, build_dataset
 
     with Warehouse(lake) as wh:
         build_dataset(wh, "inline", tmp_path / "inline", DatasetOptions(seed=3))
@@ -326,3 +330,40 @@ def test_help_has_examples(cli):
     for args in ((), ("build",), ("list",), ("show",)):
         text = cli(*args, "--help").output
         assert "Example" in text and "otlake dataset" in text, args
+
+
+def test_a_killed_build_leaves_no_dataset_and_a_rerun_builds_it(tmp_path):
+    """SIGKILL at the first committed partition: no rows, no folder; the rerun equals an uninterrupted build."""
+    for name in ("killed", "clean"):
+        with Warehouse(tmp_path / name) as wh:
+            p = Planter(wh.con)
+            for i in range(1500):  # enough per-example work that the first partition is far from the end
+                p.add(program(i), repl=f"r{i % 60}")
+    env = {**os.environ, "OTLAKE_TRACE": "1", "OTLAKE_HOME": str(tmp_path / "killed")}
+    cmd = [sys.executable, "-m", "otlake", "dataset", "build", "big", "--out", str(tmp_path / "out-killed"),
+           "--no-debugbench", "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("progress"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Warehouse(tmp_path / "killed", read_only=True) as wh:
+        assert wh.con.execute("SELECT count(*) FROM datasets").fetchall() == [(0,)]
+        assert wh.con.execute("SELECT count(*) FROM dataset_examples").fetchall() == [(0,)]
+        assert wh.con.execute("SELECT status FROM runs WHERE stage = 'dataset'").fetchall() == [("running",)]
+    assert not (tmp_path / "out-killed").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    clean = subprocess.run([*cmd[:7], str(tmp_path / "out-clean"), *cmd[8:]], capture_output=True, text=True,
+                           env={**env, "OTLAKE_HOME": str(tmp_path / "clean")}, check=False)
+    assert clean.returncode == 0, clean.stderr
+    for f in ("train.jsonl", "eval.jsonl"):
+        assert (tmp_path / "out-killed" / f).read_bytes() == (tmp_path / "out-clean" / f).read_bytes()
+    rows = "SELECT dataset_id, pair_id, source, model, split, line FROM dataset_examples ORDER BY ALL"
+    with Warehouse(tmp_path / "killed", read_only=True) as a, Warehouse(tmp_path / "clean", read_only=True) as b:
+        assert a.con.execute(rows).fetchall() == b.con.execute(rows).fetchall()
+        assert len(a.con.execute(rows).fetchall()) > 1000
+        assert a.con.execute("SELECT status FROM runs WHERE stage = 'dataset' ORDER BY started_at").fetchall() == [
+            ("running",), ("done",)]

@@ -28,10 +28,17 @@ import pytest
 from eval.models import resolve_model
 from eval.run import RunOptions
 from lsp_runner.pool import LspPool
-from otlake.dataset import DatasetOptions, build_dataset
 from otlake.dataset_cli import DEBUGBENCH
 from otlake.evaluation import make_replit, run_eval
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth, verify
+from otlake.stages import (
+    DatasetOptions,
+    PairsOptions,
+    SynthOptions,
+    build_dataset,
+    build_pairs,
+    run_synth,
+    verify,
+)
 from synth.lm import LmSettings
 from tests.lm_server import ScriptedLM, diff_reply, verdict_reply
 from warehouse.ingest import ingest_files

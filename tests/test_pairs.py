@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from lsp_runner.config import LspConfig
-from otlake.stages import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
 from warehouse.ingest import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
@@ -194,3 +194,37 @@ def test_a_killed_run_restarts_and_ends_like_a_clean_one(tmp_path):
         build_pairs(clean, PairsOptions())
         assert _dump(killed) == _dump(clean)
         assert len(_dump(clean)["pairs"]) == 18
+
+
+def test_a_killed_synth_run_restarts_and_ends_like_a_clean_one(tmp_path):
+    """synth, killed after two of six repls: their diffs rows stay, the rerun does the other four."""
+    f = write_jsonl(tmp_path / "in.jsonl", _many_repls())
+    for name in ("killed", "clean"):
+        with Warehouse(tmp_path / name) as wh:
+            ingest_files(wh, [f])
+            build_pairs(wh, PairsOptions())
+    cmd = [sys.executable, "-m", "otlake", "synth"]
+    proc = subprocess.Popen(cmd, env=_killed_env(tmp_path / "killed"), stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stderr:
+        if line.startswith("progress"):
+            seen += 1
+            if seen == 2:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    diffs = """SELECT p.repl_id, d.source, d.model, d.diff, d.accepted, d.failed_step, d.reason
+               FROM diffs d JOIN pairs p USING (pair_id) ORDER BY ALL"""
+    with Warehouse(tmp_path / "killed") as wh:
+        partial = dict(wh.con.execute("SELECT p.repl_id, count(*) FROM diffs d JOIN pairs p USING (pair_id) "
+                                      "GROUP BY 1").fetchall())
+        assert wh.con.execute("SELECT status FROM runs WHERE stage = 'synth'").fetchall() == [("running",)]
+    assert 2 <= len(partial) < 6 and set(partial.values()) == {3}  # whole repls only
+    done = subprocess.run(cmd, env=_killed_env(tmp_path / "killed"), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"user: pairs {18 - 3 * len(partial)} = " in done.stdout
+    with Warehouse(tmp_path / "killed") as killed, Warehouse(tmp_path / "clean") as clean:
+        run_synth(clean, SynthOptions())
+        assert killed.con.execute(diffs).fetchall() == clean.con.execute(diffs).fetchall()
+        assert len(clean.con.execute(diffs).fetchall()) == 18

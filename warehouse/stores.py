@@ -86,6 +86,11 @@ def new_run_id(stage: str) -> str:
     return f"{stage}-{uuid.uuid4().hex[:12]}"
 
 
+def stage_of(run_id: str | None) -> str:
+    """The stage a run id names (new_run_id's scheme: STAGE-12 hex digits); '?' for none."""
+    return run_id.rsplit("-", 1)[0] if run_id else "?"
+
+
 def _key_of(table: str) -> tuple[str, ...]:
     try:
         return TABLE_KEYS[table]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-import pyarrow as pa
 
 from synth.errors import DiffError, SchemaError
 from synth.hygiene.decontam import BOILERPLATE_TASKS, Contamination, EvalSet
@@ -15,9 +14,11 @@ from train.export import Card
 SHOWCASE_CANDIDATES = 2000  # examples (train first, in file order) the card's example is chosen from
 
 
-def build_card(con, name: str, options, eval_sets: list[EvalSet], contamination: Contamination | None,
-               report, splits: dict[str, list[Kept]], skipped: dict[str, str]) -> Card:
-    """The card of a build; `splits` are the examples of each split, `skipped` why a split has no file."""
+def build_card(name: str, options, eval_sets: list[EvalSet], contamination: Contamination | None,
+               report, splits: dict[str, list[Kept]], skipped: dict[str, str],
+               lineage: list[tuple[str, str, int]]) -> Card:
+    """The card of a build; `splits` are the examples of each split, `skipped` why a split has no file,
+    `lineage` (run id, stage, examples) of the pairs and diffs runs behind the examples."""
     train, eval_ = splits["train"], splits["eval"]
     rules: dict[str, list[int]] = {}
     sources: dict[str, list[int]] = {}
@@ -37,7 +38,7 @@ def build_card(con, name: str, options, eval_sets: list[EvalSet], contamination:
     return Card(name, len(train), len(eval_), options.params(), report.steps,
                 {r: tuple(v) for r, v in rules.items()}, {s: tuple(v) for s, v in sources.items()},
                 report.anonymized_examples, dict(report.anonymized_values), report.rerendered,
-                sets, index, lineage(con, train + eval_), notes=notes, example=showcase(splits))
+                sets, index, lineage, notes=notes, example=showcase(splits))
 
 
 def showcase(splits: dict[str, list[Kept]]) -> tuple[str, str, str] | None:
@@ -61,20 +62,3 @@ def showcase(splits: dict[str, list[Kept]]) -> tuple[str, str, str] | None:
         return None
     split, line, prompt, diff, response = chosen
     return f"Line {line:,} of {split}.jsonl", excerpt(prompt, diff), response
-
-
-def lineage(con, examples: list[Kept]) -> list[tuple[str, str, int]]:
-    """(run id, stage, examples) of the pairs and diffs runs behind the examples."""
-    table = pa.table({"pair_id": [k.pair_id for k in examples], "source": [k.source for k in examples],
-                      "model": [k.model for k in examples]})
-    con.register("dataset_lineage", table)
-    try:
-        rows = con.execute(
-            """SELECT run_id, coalesce(r.stage, '?'), count(*) FROM (
-                   SELECT p.run_id FROM dataset_lineage k JOIN pairs p USING (pair_id)
-                   UNION ALL
-                   SELECT d.run_id FROM dataset_lineage k JOIN diffs d USING (pair_id, source, model))
-               LEFT JOIN runs r USING (run_id) GROUP BY ALL ORDER BY 1""").fetchall()
-    finally:
-        con.unregister("dataset_lineage")
-    return [tuple(r) for r in rows]
