@@ -17,8 +17,13 @@ balance; the run marked failed, with what it had counted, on any error.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import itertools
 import multiprocessing
+import os
+import pickle
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,8 +37,19 @@ from events.errors import OtlakeError
 from events.stages import Context, Engine, Partition, Stage, StageResult
 from warehouse.stores import Store, read_table
 
-__all__ = ["Context", "Engine", "LocalEngine", "Partition", "PipelineError", "RunReport", "Stage", "StageResult",
-           "read_partition", "read_partitions", "run_stage"]
+__all__ = [
+    "Context",
+    "Engine",
+    "LocalEngine",
+    "Partition",
+    "Partitions",
+    "PipelineError",
+    "RunReport",
+    "Stage",
+    "StageResult",
+    "read_partition",
+    "run_stage",
+]
 
 Progress = Callable[[int, int], None]  # partitions done, partitions in all
 
@@ -42,11 +58,86 @@ class PipelineError(OtlakeError):
     """A stage broke the contract: a reconciliation that does not balance, a partition it did not ask for."""
 
 
+@dataclass
+class Chunk:
+    """Rows of several repls, one table each, as read: `owners[table]` names each row's repl."""
+
+    keys: list[str]
+    tables: dict[str, pa.Table]
+    owners: dict[str, list[str]]
+
+    @property
+    def rows(self) -> int:
+        return max((t.num_rows for t in self.tables.values()), default=0)
+
+    def partitions(self) -> Iterator[Partition]:
+        """One Partition per key, in order, each table's rows in their order."""
+        split = {table: _split(rows, self.owners[table], self.keys) for table, rows in self.tables.items()}
+        for key in self.keys:
+            yield Partition(key, {table: split[table][key] for table in self.tables})
+
+
+class Partitions:
+    """The partitions of a run, read a chunk of repls at a time (iterate for Partitions, or `chunks()`)."""
+
+    def __init__(self, store: Store, stage: Stage, keys: Sequence[str], chunk: int = 256) -> None:
+        self.store, self.stage, self.keys, self.chunk = store, stage, list(keys), chunk
+
+    def __iter__(self) -> Iterator[Partition]:
+        for chunk in self.chunks():
+            yield from chunk.partitions()
+
+    def chunks(self) -> Iterator[Chunk]:
+        stage, store = self.stage, self.store
+        columns = getattr(stage, "columns", {})
+        filters = getattr(stage, "filters", {})
+        through = getattr(stage, "through", {})
+        for start in range(0, len(self.keys), self.chunk):
+            some = self.keys[start:start + self.chunk]
+            tables, owners = {}, {}
+            for table in stage.reads:
+                if table in through:
+                    continue
+                cols = columns.get(table)
+                rows = read_table(store, table, {**filters.get(table, {}), "repl_id": some},
+                                  None if cols is None else list(dict.fromkeys(["repl_id", *cols])))
+                owners[table] = rows.column("repl_id").to_pylist()
+                tables[table] = rows if cols is None else rows.select(list(cols))
+            for table, (column, parent) in through.items():
+                owner = dict(zip(tables[parent].column(column).to_pylist(), owners[parent], strict=True))
+                cols = columns.get(table)
+                rows = read_table(store, table, {**filters.get(table, {}), column: sorted(owner)},
+                                  None if cols is None else list(dict.fromkeys([column, *cols])))
+                owners[table] = [owner[v] for v in rows.column(column).to_pylist()]
+                tables[table] = rows if cols is None else rows.select(list(cols))
+            yield Chunk(some, {t: tables[t] for t in stage.reads}, {t: owners[t] for t in stage.reads})
+
+
+def _split(rows: pa.Table, owners: list[str], keys: list[str]) -> dict[str, pa.Table]:
+    """rows by owner (a key of `keys`), each in their order: one take puts them in key order, then slices."""
+    if len(keys) == 1:
+        return {keys[0]: rows}
+    position = {key: n for n, key in enumerate(keys)}
+    ranks = [position[o] for o in owners]
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)  # stable: rows keep their order within a key
+    grouped = rows.take(pa.array(order, pa.int64())) if order != list(range(len(order))) else rows
+    counts = [0] * len(keys)
+    for r in ranks:
+        counts[r] += 1
+    out, start = {}, 0
+    for key, n in zip(keys, counts, strict=True):
+        out[key] = grouped.slice(start, n)
+        start += n
+    return out
+
+
 class LocalEngine:
-    """Runs partitions on this machine: in this process, or with `workers` > 1 in a pool of spawned processes
-    (the stage and the context are sent to each process once; partitions go in tasks of about `task_rows`
-    rows). Below `inline_rows` rows in all the pool is not worth its start (a second or two) and partitions
-    run in this process. Results come back in the order of the partitions."""
+    """Runs partitions on this machine: in this process, or with `workers` > 1 in a pool of spawned processes.
+
+    Pooled, the stage and the context go to each process once, and whole chunks of partitions (as read, about
+    `task_rows` rows a task) go to a process that splits them, so this process only reads. Below `inline_rows`
+    rows in all the pool is not worth its start (a second or two) and partitions run here. Results come back
+    in the order of the partitions."""
 
     def __init__(self, workers: int = 1, task_rows: int = 2000, inline_rows: int = 8000) -> None:
         self.workers, self.task_rows, self.inline_rows = workers, task_rows, inline_rows
@@ -56,43 +147,52 @@ class LocalEngine:
             for part in parts:
                 yield stage.process(part, ctx)
             return
-        parts = iter(parts)
+        chunks = parts.chunks() if isinstance(parts, Partitions) else (
+            Chunk([p.key], dict(p.tables), {t: [p.key] * rows.num_rows for t, rows in p.tables.items()})
+            for p in parts)
         held, rows = [], 0
-        for part in parts:  # hold partitions until the pool is worth starting
-            held.append(part)
-            rows += _rows(part)
+        for chunk in chunks:  # hold chunks until the pool is worth starting
+            held.append(chunk)
+            rows += chunk.rows
             if rows >= self.inline_rows:
                 break
         else:
-            for part in held:
-                yield stage.process(part, ctx)
+            for chunk in held:
+                for part in chunk.partitions():
+                    yield stage.process(part, ctx)
             return
-        yield from self._pooled(stage, itertools.chain(held, parts), ctx)
+        yield from self._pooled(stage, itertools.chain(held, chunks), ctx)
 
-    def _pooled(self, stage: Stage, parts: Iterator[Partition], ctx: Context) -> Iterator[StageResult]:
+    def _pooled(self, stage: Stage, chunks: Iterator[Chunk], ctx: Context) -> Iterator[StageResult]:
+        # the stage goes through a file: as an initarg it would be written down each new process's pipe while
+        # that process starts, one process after another (a big stage, e.g. a decontamination index, made
+        # the second process start seconds after the first)
+        with tempfile.NamedTemporaryFile(prefix="otlake-stage-", suffix=".pickle", delete=False) as f:
+            pickle.dump((stage, ctx), f, protocol=pickle.HIGHEST_PROTOCOL)
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(stage, ctx))
+                                   initializer=_init_worker, initargs=(f.name,))
         try:
-            running: list = []
-            for task in _tasks(parts, self.task_rows):
-                running.append(pool.submit(_process_task, task))
-                if len(running) >= 2 * self.workers:
-                    yield from running.pop(0).result()
-            for future in running:
-                yield from future.result()
+            order: collections.deque = collections.deque()  # futures in the order of their partitions
+            for task in _tasks(chunks, self.task_rows):
+                order.append(pool.submit(_process_task, task))
+                # keep every process busy: wait for any task, not the oldest, before sending the next
+                while sum(not f.done() for f in order) >= 2 * self.workers:
+                    concurrent.futures.wait([f for f in order if not f.done()],
+                                            return_when=concurrent.futures.FIRST_COMPLETED)
+                while order and order[0].done():
+                    yield from order.popleft().result()
+            while order:
+                yield from order.popleft().result()
         finally:
             pool.shutdown(cancel_futures=True)
+            os.unlink(f.name)
 
 
-def _rows(part: Partition) -> int:
-    return max((t.num_rows for t in part.tables.values()), default=0)
-
-
-def _tasks(parts: Iterator[Partition], task_rows: int) -> Iterator[list[Partition]]:
+def _tasks(chunks: Iterator[Chunk], task_rows: int) -> Iterator[list[Chunk]]:
     task, rows = [], 0
-    for part in parts:
-        task.append(part)
-        rows += _rows(part)
+    for chunk in chunks:
+        task.append(chunk)
+        rows += chunk.rows
         if rows >= task_rows:
             yield task
             task, rows = [], 0
@@ -103,57 +203,19 @@ def _tasks(parts: Iterator[Partition], task_rows: int) -> Iterator[list[Partitio
 _WORKER: dict = {}
 
 
-def _init_worker(stage: Stage, ctx: Context) -> None:
+def _init_worker(path: str) -> None:
+    with open(path, "rb") as f:
+        stage, ctx = pickle.load(f)
     _WORKER.update(stage=stage, ctx=ctx)
 
 
-def _process_task(parts: list[Partition]) -> list[StageResult]:
-    return [_WORKER["stage"].process(part, _WORKER["ctx"]) for part in parts]
+def _process_task(chunks: list[Chunk]) -> list[StageResult]:
+    return [_WORKER["stage"].process(part, _WORKER["ctx"]) for chunk in chunks for part in chunk.partitions()]
 
 
 def read_partition(store: Store, stage: Stage, key: str) -> Partition:
     """The rows of repl `key` in every table the stage reads."""
-    return next(read_partitions(store, stage, [key]))
-
-
-def read_partitions(store: Store, stage: Stage, keys: Sequence[str], chunk: int = 64) -> Iterator[Partition]:
-    """The partitions of `keys`, in order: each table is read once per chunk of repls and split by repl."""
-    columns = getattr(stage, "columns", {})
-    filters = getattr(stage, "filters", {})
-    through = getattr(stage, "through", {})
-    for start in range(0, len(keys), chunk):
-        some = list(keys[start:start + chunk])
-        tables: dict[str, dict[str, pa.Table]] = {}
-        for table in stage.reads:
-            if table in through:
-                continue
-            cols = columns.get(table)
-            rows = read_table(store, table, {**filters.get(table, {}), "repl_id": some},
-                              None if cols is None else list(dict.fromkeys(["repl_id", *cols])))
-            tables[table] = _split(rows, rows.column("repl_id").to_pylist(), some, cols)
-        for table, (column, parent) in through.items():
-            owner = {}
-            for key in some:
-                for value in tables[parent][key].column(column).to_pylist():
-                    owner[value] = key
-            cols = columns.get(table)
-            rows = read_table(store, table, {**filters.get(table, {}), column: sorted(owner)},
-                              None if cols is None else list(dict.fromkeys([column, *cols])))
-            tables[table] = _split(rows, [owner[v] for v in rows.column(column).to_pylist()], some, cols)
-        for key in some:
-            yield Partition(key, {table: tables[table][key] for table in stage.reads})
-
-
-def _split(rows: pa.Table, owners: list[str], keys: list[str], columns) -> dict[str, pa.Table]:
-    """rows by owner (a key of `keys`), in their order; only `columns` when given."""
-    if columns is not None:
-        rows = rows.select(list(columns))
-    index: dict[str, list[int]] = {key: [] for key in keys}
-    for n, owner in enumerate(owners):
-        index[owner].append(n)
-    if len(keys) == 1:
-        return {keys[0]: rows}
-    return {key: rows.take(pa.array(found, pa.int64())) for key, found in index.items()}
+    return next(iter(Partitions(store, stage, [key])))
 
 
 @dataclass
@@ -223,7 +285,7 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
     try:
         keys = stage.pending(store, params)
         wanted = set(keys)
-        parts = read_partitions(store, stage, keys)
+        parts = Partitions(store, stage, keys)
         per_partition = getattr(stage, "commit_partitions", True)
         columns: dict[str, list[str]] = {}  # each written table's columns, looked up once
         results = []

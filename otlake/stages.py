@@ -112,7 +112,7 @@ def build_dataset(wh: Warehouse, name: str, out: str | os.PathLike, options: Dat
     create_dataset_tables(wh.con)
     store = DuckDBStore(wh.con)
     out = Path(out).absolute()
-    check_build(store, name, options)
+    selected = check_build(store, name, options)
     frozen = _frozen_eval_sets(store)
     if frozen:
         options = dataclasses.replace(options, eval_sets=tuple(dict.fromkeys([*options.eval_sets, *frozen])))
@@ -121,6 +121,7 @@ def build_dataset(wh: Warehouse, name: str, out: str | os.PathLike, options: Dat
                                                   "sha256": s.sha256} for s, p in zip(eval_sets, options.eval_sets)]}
     tmp = staging_folder(out, options.overwrite)
     stage = DatasetStage(name, out, tmp, options, eval_sets, params)
+    stage.selected = selected
     engine = LocalEngine(options.workers, task_rows=options.batch, inline_rows=4 * options.batch)
     try:
         run = run_stage(stage, store, engine, {"name": name, "out": str(out), **params}, progress=progress)

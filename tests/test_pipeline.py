@@ -183,3 +183,29 @@ def test_a_run_killed_with_sigkill_and_rerun_ends_with_the_tables_of_one_clean_r
     clean.commit("setup", {"repls": REPLS})
     run_stage(Titles(), clean, LocalEngine(), {}, now_us=NOW)
     assert killed_then_rerun == tables(clean)
+
+
+@pytest.mark.parametrize("kind", ["memory", "duckdb"])
+def test_the_local_engine_in_a_process_pool_gives_what_it_gives_in_process(kind, tmp_path):
+    """Spawned processes (the stage sent once, chunks of partitions split there) commit the same rows, in
+    the same order of results, as the engine running every partition in this process."""
+    got = {}
+    for workers in (1, 2):
+        store, wh = fresh(f"{kind}-{workers}", tmp_path) if kind == "duckdb" else fresh(kind, tmp_path)
+        try:
+            done = []
+            report = run_stage(Titles(), store, LocalEngine(workers, task_rows=1, inline_rows=1), {}, now_us=NOW,
+                               progress=lambda n, total, done=done: done.append((n, total)))
+            got[workers] = (tables(store), report.reconciliation(), done)
+        finally:
+            if wh is not None:
+                wh.close()
+    assert got[1] == got[2]
+    assert got[2][1]["partitions"] == 5 and got[2][2][-1] == (5, 5)
+
+
+def test_a_pool_too_small_to_be_worth_starting_runs_in_process(tmp_path):
+    stage = Titles()
+    store, _ = fresh("memory", tmp_path)
+    run_stage(stage, store, LocalEngine(2, inline_rows=10_000), {}, now_us=NOW)
+    assert stage.seen == ["r1", "r2", "r3", "r4", "r5"]  # processed here: the pool never started

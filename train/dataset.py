@@ -39,6 +39,7 @@ from typing import ClassVar
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from events.errors import ConfigError, OtlakeError
 from events.privacy import is_public
@@ -168,6 +169,7 @@ class DatasetStage:
         self.chosen: frozenset[tuple[str, str, str]] = frozenset()
         self.first_steps: list[tuple[str, int, int, dict]] = []
         self.old_examples: pa.Table | None = None
+        self.selected: list[tuple] | None = None  # what check_build found, when it ran first
 
     def pending(self, store, params) -> list[str]:
         """Step 1 on the pairs' and diffs' keys and the repls' privacy (no code is read); indexes the eval sets."""
@@ -177,7 +179,7 @@ class DatasetStage:
             self.contamination = Contamination(self.eval_sets, hasher, self.options.ngram,
                                                self.options.decontam_threshold)
         self.report.step_seconds["index_eval_sets"] += time.perf_counter() - clock
-        rows = _selected(store, self.options)
+        rows = self.selected if self.selected is not None else _selected(store, self.options)
         n = len(rows)
         private = [r for r in rows if r[4] is True]
         unknown = [r for r in rows if r[4] is None]
@@ -205,17 +207,19 @@ class DatasetStage:
     def process(self, part: Partition, ctx: Context) -> StageResult:
         """Step 2 on one repl's chosen examples."""
         pairs, diffs = part.tables["pairs"], part.tables["diffs"]
-        by_pair = {r["pair_id"]: r for r in pairs.to_pylist()}
-        us = dict(zip(pairs.column("pair_id").to_pylist(), _us(pairs.column("ts")), strict=True))
+        p_cols = [pairs.column(c).to_pylist() for c in ("pair_id", "repl_id", "path", "code", "message", "start_line",
+                                                         "content", "run_id")]
+        by_pair = {row[0]: row for row in zip(*p_cols, _us(pairs.column("ts")), strict=True)}
         rows, runs = [], {}
-        for d in diffs.to_pylist():
-            key = (d["pair_id"], d["source"], d["model"])
+        for pid, source, model, diff, fixed, diff_run in zip(
+                *(diffs.column(c).to_pylist() for c in ("pair_id", "source", "model", "diff", "fixed", "run_id")),
+                strict=True):
+            key = (pid, source, model)
             if key not in self.chosen:
                 continue
-            p = by_pair[d["pair_id"]]
-            rows.append((p["pair_id"], d["source"], d["model"], p["repl_id"], us[p["pair_id"]], p["path"], p["code"],
-                         p["message"], p["start_line"], p["content"], d["diff"], d["fixed"]))
-            runs[key] = (p["run_id"], d["run_id"])
+            _, repl_id, path, code, message, line, content, pair_run, us = by_pair[pid]
+            rows.append((pid, source, model, repl_id, us, path, code, message, line, content, diff, fixed))
+            runs[key] = (pair_run, diff_run)
         clock = time.perf_counter()
         result = clean_rows(rows, self.options.seed, self._hasher, self.contamination)
         kept = [(k.pair_id, k.source, k.model) for k in result.kept]
@@ -295,28 +299,25 @@ def _selected(store, options: DatasetOptions) -> list[tuple]:
                        ["pair_id", "source", "model"])
     if not diffs.num_rows:
         return []
-    pairs = read_table(store, "pairs", {"pair_id": sorted(set(diffs.column("pair_id").to_pylist()))},
-                       ["pair_id", "repl_id", "ts", "code"])
+    pairs = read_table(store, "pairs", columns=["pair_id", "repl_id", "ts", "code"])
+    pairs = pairs.append_column("us", pa.array(_us(pairs.column("ts")), pa.int64())).drop_columns(["ts"])
+    keep = None
+    for cond in ((pc.greater_equal(pairs.column("us"), options.since_us) if options.since_us is not None else None),
+                 (pc.less(pairs.column("us"), options.until_us) if options.until_us is not None else None),
+                 (pc.is_in(pairs.column("code"), pa.array(list(options.rules), pa.string()))
+                  if options.rules else None),
+                 (pc.invert(pc.is_in(pairs.column("code"), pa.array(list(options.exclude_rules), pa.string())))
+                  if options.exclude_rules else None)):
+        if cond is not None:
+            cond = pc.fill_null(cond, False)
+            keep = cond if keep is None else pc.and_(keep, cond)
+    if keep is not None:
+        pairs = pairs.filter(keep)
     repls = read_table(store, "repls", columns=["repl_id", "is_private"])
-    private = dict(zip(repls.column("repl_id").to_pylist(), repls.column("is_private").to_pylist(), strict=True))
-    meta = {pid: (repl, us, code) for pid, repl, us, code in zip(
-        pairs.column("pair_id").to_pylist(), pairs.column("repl_id").to_pylist(), _us(pairs.column("ts")),
-        pairs.column("code").to_pylist(), strict=True)}
-    rules, exclude = set(options.rules), set(options.exclude_rules)
-    out = []
-    for pid, source, model in zip(diffs.column("pair_id").to_pylist(), diffs.column("source").to_pylist(),
-                                  diffs.column("model").to_pylist(), strict=True):
-        if pid not in meta:
-            continue
-        repl, us, code = meta[pid]
-        if options.since_us is not None and us < options.since_us:
-            continue
-        if options.until_us is not None and us >= options.until_us:
-            continue
-        if (rules and code not in rules) or code in exclude:
-            continue
-        out.append((pid, source, model, repl, private.get(repl)))
-    return out
+    rows = diffs.join(pairs.select(["pair_id", "repl_id"]), "pair_id", join_type="inner", use_threads=False)
+    rows = rows.join(repls, "repl_id", join_type="left outer", use_threads=False)
+    return list(zip(*(rows.column(c).to_pylist() for c in ("pair_id", "source", "model", "repl_id", "is_private")),
+                    strict=True))
 
 
 def known_rules(store) -> list[str]:
@@ -326,8 +327,9 @@ def known_rules(store) -> list[str]:
     return sorted(c for c in codes if c)
 
 
-def check_build(store, name: str, options: DatasetOptions) -> None:
-    """ConfigError/DatasetError for a build that cannot be done as asked, before anything is recorded."""
+def check_build(store, name: str, options: DatasetOptions) -> list[tuple]:
+    """ConfigError/DatasetError for a build that cannot be done as asked, before anything is recorded;
+    what the options select (see _selected)."""
     if not _NAME.fullmatch(name):
         raise ConfigError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' (at most 100), "
                           "starting with a letter or digit")
@@ -351,11 +353,13 @@ def check_build(store, name: str, options: DatasetOptions) -> None:
     if options.empty_split not in EMPTY_SPLIT:
         raise ConfigError(f"--empty-split {options.empty_split!r}: give skip (write no file for an empty split) "
                           "or fail (build nothing)")
-    if not _selected(store, options):
+    selected = _selected(store, options)
+    if not selected:
         total = read_table(store, "diffs", {"accepted": True}, ["pair_id"]).num_rows
         raise DatasetError(f"empty selection: no accepted diff matches the filters (the warehouse has {total} "
                            "accepted diffs in all; see `otlake synth` and the --since/--until/--rules/--sources "
                            "options); nothing was written")
+    return selected
 
 
 def _split(kept: list[Kept], options: DatasetOptions, report: DatasetReport) -> tuple[list[Kept], list[Kept]]:

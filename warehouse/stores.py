@@ -184,13 +184,17 @@ class DuckDBStore:
     def __init__(self, con) -> None:
         self._con = con
         self._names = itertools.count()
+        self._known: dict[str, dict[str, str]] = {}  # table -> its columns, looked up once (tables never shrink)
 
     def _columns(self, table: str) -> dict[str, str]:
+        if table in self._known:
+            return self._known[table]
         found = dict(_fetch(self._con, "SELECT column_name, data_type FROM information_schema.columns "
                                        "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
                             [table]))
         if not found:
             raise StoreError(f"no table {table!r} in the warehouse")
+        self._known[table] = found
         return found
 
     def schema(self, table: str, columns: Sequence[str] | None = None) -> pa.Schema:
