@@ -278,6 +278,7 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
     """Run `stage` over its pending partitions on `engine`, committing into `store`; the one run lifecycle."""
     started = time.perf_counter()
     runs = store.runs()
+    runs.interrupt_dead()  # runs whose process died (SIGKILL, a crash) stop saying `running`
     run_id = runs.start(stage.name, dict(params))
     ctx = Context(now_us=int(time.time() * 1e6) if now_us is None else now_us, params=dict(params),
                   checker=checker, lm=lm, run_id=run_id)

@@ -7,6 +7,8 @@ A subclass gives the `store` fixture (a new, empty store per test). Rows are the
 from __future__ import annotations
 
 import datetime
+import os
+import socket
 
 import pyarrow as pa
 import pytest
@@ -126,7 +128,8 @@ class StoreContract:
         assert run_id.startswith("pairs-")
         assert log.get(run_id) == {"run_id": run_id, "stage": "pairs", "status": "running",
                                    "params": {"workers": 2, "repls": ["a"]}, "reconciliation": None,
-                                   "timings": None}
+                                   "timings": {"pid": os.getpid(), "host": socket.gethostname()}}
+        assert log.interrupt_dead() == [] and log.get(run_id)["status"] == "running"  # its process lives
         log.finish(run_id, "done", {"in": 3, "out": 2, "dropped": {"stylistic_rule": 1}}, {"total": 1.5})
         got = log.get(run_id)
         assert (got["status"], got["reconciliation"], got["timings"]) == (

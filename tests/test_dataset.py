@@ -366,4 +366,4 @@ def test_a_killed_build_leaves_no_dataset_and_a_rerun_builds_it(tmp_path):
         assert a.con.execute(rows).fetchall() == b.con.execute(rows).fetchall()
         assert len(a.con.execute(rows).fetchall()) > 1000
         assert a.con.execute("SELECT status FROM runs WHERE stage = 'dataset' ORDER BY started_at").fetchall() == [
-            ("running",), ("done",)]
+            ("interrupted",), ("done",)]

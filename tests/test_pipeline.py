@@ -178,6 +178,8 @@ def test_a_run_killed_with_sigkill_and_rerun_ends_with_the_tables_of_one_clean_r
         rerun = Titles()
         run_stage(rerun, store, LocalEngine(), {}, now_us=NOW)
         assert rerun.seen == ["r4", "r5"]
+        # the next run saw the killed run's process gone: its row now says so
+        assert Counter(r["status"] for r in _all_runs(store)) == Counter({"interrupted": 1, "done": 1})
         killed_then_rerun = tables(store)
     clean = MemoryStore()
     clean.commit("setup", {"repls": REPLS})

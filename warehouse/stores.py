@@ -12,6 +12,8 @@ every backend passes; the Delta lake backend will pass it unchanged.
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,7 +47,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "eval_items": ("run_id", "item_id", "sample"),
     "eval_sets": ("name",),
 }
-RUN_STATUSES = ("running", "done", "failed")
+RUN_STATUSES = ("running", "done", "failed", "interrupted")  # interrupted: its process died without finishing it
 Where = Mapping[str, Any]  # column -> a value, or a list/tuple/set of values (IN); every condition must hold
 
 
@@ -54,9 +56,11 @@ class StoreError(OtlakeError):
 
 
 class RunLog(Protocol):
-    """The `runs` table: one row per stage run."""
+    """The `runs` table: one row per stage run. A run's timings hold the process (pid, host) until it finishes,
+    so a later run can tell a run whose process died (SIGKILL, a crash) from one still going."""
 
     def start(self, stage: str, params: Mapping[str, Any]) -> str: ...
+    def interrupt_dead(self) -> list[str]: ...
     def finish(self, run_id: str, status: str, reconciliation: Mapping[str, Any],
                timings: Mapping[str, Any]) -> None: ...
     def get(self, run_id: str) -> dict | None: ...
@@ -84,6 +88,23 @@ def read_table(store: Store, table: str, where: Where | None = None,
 
 def new_run_id(stage: str) -> str:
     return f"{stage}-{uuid.uuid4().hex[:12]}"
+
+
+def _process() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _dead(timings: Mapping[str, Any] | None) -> bool:
+    """Whether a running run's process, on this host, is gone (a run started elsewhere is never judged)."""
+    if not timings or timings.get("host") != socket.gethostname() or not isinstance(timings.get("pid"), int):
+        return False
+    try:
+        os.kill(timings["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: alive
+        return False
+    return False
 
 
 def stage_of(run_id: str | None) -> str:
@@ -143,9 +164,19 @@ class DuckDBRunLog:
 
     def start(self, stage: str, params: Mapping[str, Any]) -> str:
         run_id = new_run_id(stage)
-        self._con.execute("INSERT INTO runs (run_id, stage, status, started_at, params) "
-                          "VALUES (?, ?, 'running', now(), ?)", [run_id, stage, orjson.dumps(params).decode()])
+        self._con.execute("INSERT INTO runs (run_id, stage, status, started_at, params, timings) "
+                          "VALUES (?, ?, 'running', now(), ?, ?)",
+                          [run_id, stage, orjson.dumps(params).decode(), orjson.dumps(_process()).decode()])
         return run_id
+
+    def interrupt_dead(self) -> list[str]:
+        """Mark `interrupted` every running run whose process on this host is gone; their ids."""
+        rows = _fetch(self._con, "SELECT run_id, timings FROM runs WHERE status = 'running'", [])
+        dead = [run_id for run_id, timings in rows if _dead(_json(timings))]
+        for run_id in dead:
+            self._con.execute("UPDATE runs SET status = 'interrupted', finished_at = now() WHERE run_id = ?",
+                              [run_id])
+        return dead
 
     def finish(self, run_id: str, status: str, reconciliation: Mapping[str, Any],
                timings: Mapping[str, Any]) -> None:
@@ -302,8 +333,14 @@ class MemoryRunLog:
         run_id = new_run_id(stage)
         self.rows[run_id] = {"run_id": run_id, "stage": stage, "status": "running",
                              "params": orjson.loads(orjson.dumps(params)), "reconciliation": None,
-                             "timings": None, "started_at": time.time()}
+                             "timings": _process(), "started_at": time.time()}
         return run_id
+
+    def interrupt_dead(self) -> list[str]:
+        dead = [r["run_id"] for r in self.rows.values() if r["status"] == "running" and _dead(r["timings"])]
+        for run_id in dead:
+            self.rows[run_id]["status"] = "interrupted"
+        return dead
 
     def finish(self, run_id: str, status: str, reconciliation: Mapping[str, Any],
                timings: Mapping[str, Any]) -> None:
