@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,8 @@ from synth.linediff import apply, parse, render
 from synth.schema import parse_prompt, parse_response
 from warehouse.dataset_schema import create_dataset_tables
 from warehouse.store import Warehouse
+
+from .killing import kill_at_progress
 
 UNDEFINED = "pyright[reportUndefinedVariable]"
 T0 = 1_709_294_400_000_000  # 2024-03-01T12:00:00Z
@@ -342,13 +343,7 @@ def test_a_killed_build_leaves_no_dataset_and_a_rerun_builds_it(tmp_path):
     env = {**os.environ, "OTLAKE_TRACE": "1", "OTLAKE_HOME": str(tmp_path / "killed")}
     cmd = [sys.executable, "-m", "otlake", "dataset", "build", "big", "--out", str(tmp_path / "out-killed"),
            "--no-debugbench", "--workers", "1"]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith("progress"):
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_progress(cmd, env, 1)
     with Warehouse(tmp_path / "killed", read_only=True) as wh:
         assert wh.con.execute("SELECT count(*) FROM datasets").fetchall() == [(0,)]
         assert wh.con.execute("SELECT count(*) FROM dataset_examples").fetchall() == [(0,)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ from warehouse.ingest import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
 from .conftest import Log, write_jsonl
+from .killing import kill_at_progress
 
 TABLES = ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics", "repls", "quarantine")
 
@@ -119,16 +119,7 @@ def test_sigkill_mid_ingest_then_restart_equals_one_clean_run(tmp_path):
     f = write_jsonl(tmp_path / "in.jsonl", events, [b"{broken"])
     env = {**os.environ, "OTLAKE_HOME": str(tmp_path / "killed"), "OTLAKE_TRACE": "1"}
     cmd = [sys.executable, "-m", "otlake", "ingest", str(f), "--chunk-records", "1000"]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    commits = 0
-    for line in proc.stderr:
-        if line.startswith("progress"):
-            commits += 1
-            if commits == 3:
-                proc.send_signal(signal.SIGKILL)
-                break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_progress(cmd, env, 3)
     with Warehouse(tmp_path / "killed") as wh:
         partial = wh.con.execute("SELECT count(*) FROM events").fetchone()[0]
         assert 0 < partial < len(events)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import zlib
@@ -16,6 +15,7 @@ from warehouse.ingest import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
 from .conftest import Log, write_jsonl
+from .killing import kill_at_progress
 
 ATTR = "pyright[reportAttributeAccessIssue]"
 MAIN = "import turtle\nimport util\n\nscreen = turtle.screen\nutil.nothere()\n"
@@ -170,16 +170,7 @@ def test_a_killed_run_restarts_and_ends_like_a_clean_one(tmp_path):
     for name in ("killed", "clean"):
         with Warehouse(tmp_path / name) as wh:
             ingest_files(wh, [f])
-    proc = subprocess.Popen(cmd, env=_killed_env(tmp_path / "killed"), stderr=subprocess.PIPE, text=True)
-    seen = 0
-    for line in proc.stderr:
-        if line.startswith("progress"):
-            seen += 1
-            if seen == 2:  # two repls decided and committed, markers included
-                proc.send_signal(signal.SIGKILL)
-                break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_progress(cmd, _killed_env(tmp_path / "killed"), 2)
     with Warehouse(tmp_path / "killed") as wh:
         partial = dict(wh.con.execute("SELECT repl_id, count(*) FROM pair_checks GROUP BY 1").fetchall())
         (status,) = wh.con.execute("SELECT status FROM runs WHERE stage = 'pairs'").fetchall()[0]
@@ -204,16 +195,7 @@ def test_a_killed_synth_run_restarts_and_ends_like_a_clean_one(tmp_path):
             ingest_files(wh, [f])
             build_pairs(wh, PairsOptions())
     cmd = [sys.executable, "-m", "otlake", "synth"]
-    proc = subprocess.Popen(cmd, env=_killed_env(tmp_path / "killed"), stderr=subprocess.PIPE, text=True)
-    seen = 0
-    for line in proc.stderr:
-        if line.startswith("progress"):
-            seen += 1
-            if seen == 2:
-                proc.send_signal(signal.SIGKILL)
-                break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_progress(cmd, _killed_env(tmp_path / "killed"), 2)
     diffs = """SELECT p.repl_id, d.source, d.model, d.diff, d.accepted, d.failed_step, d.reason
                FROM diffs d JOIN pairs p USING (pair_id) ORDER BY ALL"""
     with Warehouse(tmp_path / "killed") as wh:
