@@ -1,6 +1,6 @@
 """Repair evals on the shared DebugBench subsets: oracle, noop and the local 0.5B model, every metric per subtype.
 
-Runs `otlake.evaluation.run_eval` (what `otlake eval run` calls) into one
+Runs `otlake.stages.run_eval` (what `otlake eval run` calls) into one
 fresh warehouse under bench-data/eval_repair/: `oracle` and `noop` on every
 record, then the local model (`otlake lm serve`'s Qwen2.5-Coder 0.5B,
 started here on its own port) on a seeded sample of --limit items taken
@@ -24,7 +24,7 @@ from eval.models import resolve_model
 from eval.run import RunOptions
 from local_lm.launcher import LocalServer, resolve
 from lsp_runner.pool import LspPool
-from otlake.evaluation import run_eval
+from otlake.stages import run_eval
 from synth.lm import LmSettings
 from warehouse.store import Warehouse
 

@@ -204,9 +204,14 @@ def item_digest(items: Iterable[EvalItem]) -> str:
     """sha256 over the items' ids, code, reference and targets: which problems a run saw."""
     h = hashlib.sha256()
     for item in items:
-        target = (item.rule, item.target.message, item.target.start_line) if item.target else None
-        h.update(json.dumps([item.id, item.code, item.reference, target]).encode())
+        h.update(item_part(item))
     return h.hexdigest()
+
+
+def item_part(item: EvalItem) -> bytes:
+    """What item_digest hashes of one item (the digest of several batches: their parts in order)."""
+    target = (item.rule, item.target.message, item.target.start_line) if item.target else None
+    return json.dumps([item.id, item.code, item.reference, target]).encode()
 
 
 def _key(d: Diagnostic) -> tuple[str, str]:

@@ -40,6 +40,7 @@ class RunOptions:
     limit: int | None = None
     limits: Limits = field(default_factory=Limits)
     workers: int = 2  # sandboxed test processes at once
+    batch: int = 64  # items per partition of a stored run (eval.stage.EvalStage): targets, tests, answers, scores
 
 
 @dataclass
@@ -49,6 +50,7 @@ class EvalResult:
     rows: list[dict] = field(default_factory=list)
     tests: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    test_counts: dict = field(default_factory=dict)  # what `tests` is made of (coverage_counts)
 
     def scored(self) -> list[dict]:
         return [r for r in self.rows if r["status"] == "scored"]
@@ -122,28 +124,39 @@ def evaluate(items: Sequence[EvalItem], model: RepairModel, options: RunOptions,
     clock = time.perf_counter()
     tests = checked_tests(ready, options.limits, options.workers)
     result.seconds["reference_tests"] = time.perf_counter() - clock
-    result.tests = test_coverage(ready, tests)
+    result.test_counts = coverage_counts(ready, tests)
+    result.tests = coverage(result.test_counts)
     clock = time.perf_counter()
     answers = model.answer(ready, options.samples, options.sampling) if ready else []
     result.seconds["model"] = time.perf_counter() - clock
     say(f"{sum(map(len, answers))} answers from {model.name} in {result.seconds['model']:.1f} s")
     rows = _score(ready, tests, answers, options, check, result.seconds)
-    for s in [*skipped, *no_target]:
-        rows.append({"item_id": s.id, "sample": 0, "status": "skipped", "skip_reason": s.reason,
-                     "category": s.category, "subtype": s.subtype, "rule": ""})
-    result.rows = rows
+    result.rows = rows + skipped_rows([*skipped, *no_target])
     return result
 
 
-def test_coverage(items: Sequence[EvalItem], tests: Sequence[ItemTests]) -> dict:
-    """How many items have tests, how many references passed the derived tests, and why the others have none."""
-    derived = [t for t in tests if t.present]
+def skipped_rows(skipped: Sequence[Skipped]) -> list[dict]:
+    """The rows of records and items left out, each with its reason."""
+    return [{"item_id": s.id, "sample": 0, "status": "skipped", "skip_reason": s.reason,
+             "category": s.category, "subtype": s.subtype, "rule": ""} for s in skipped]
+
+
+def coverage_counts(items: Sequence[EvalItem], tests: Sequence[ItemTests]) -> dict:
+    """How many items have tests and why the others have none; the counts of several batches add up."""
     reasons = Counter(t.reason.split(" (")[0] for t in tests if not t.present)
-    failed = reasons.get("no_tests: the reference fails its derived tests", 0)
-    attempted = len(derived) + failed
-    return {"items": len(items), "with_tests": len(derived),
-            "share_with_tests": round(len(derived) / len(items), 4) if items else None,
-            "reference_pass_rate": round(len(derived) / attempted, 4) if attempted else None,
+    return {"items": len(items), "with_tests": sum(t.present for t in tests),
+            "no_tests_by_reason": dict(reasons.most_common())}
+
+
+def coverage(counts: dict) -> dict:
+    """Test coverage: how many items have tests, how many references passed the derived tests, why the others
+    have none."""
+    items, derived = counts.get("items", 0), counts.get("with_tests", 0)
+    reasons = Counter(counts.get("no_tests_by_reason", {}))
+    attempted = derived + reasons.get("no_tests: the reference fails its derived tests", 0)
+    return {"items": items, "with_tests": derived,
+            "share_with_tests": round(derived / items, 4) if items else None,
+            "reference_pass_rate": round(derived / attempted, 4) if attempted else None,
             "no_tests_by_reason": dict(reasons.most_common())}
 
 

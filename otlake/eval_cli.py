@@ -60,6 +60,9 @@ def eval_() -> None:
               help="Warm pyright language servers for the checks.")
 @click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
               help="LM requests in flight at once.")
+@click.option("--batch", type=click.IntRange(1), default=64, show_default=True,
+              help="Items per partition: targets, reference tests, answers and scores a batch at a time "
+                   "(the progress bar counts batches; the rows do not depend on it).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for run.json (the summary) and items.jsonl (every sample); `eval report` reads it.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
@@ -68,7 +71,7 @@ def eval_() -> None:
 @home_option
 def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, samples: int, seed: int,
         temperature: float, top_p: float, top_k: int, max_tokens: int, fewshot: int, workers: int, concurrency: int,
-        out: Path, fmt: str, home: str | None) -> None:
+        batch: int, out: Path, fmt: str, home: str | None) -> None:
     """Ask a model for a numbered line diff for each item and score it.
 
     Each item's prompt is the sentinel schema: the numbered buggy code, the
@@ -80,7 +83,9 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
     exact match and AST match with string fallback against the reference.
     A sample whose meta-LSP check or sandbox run failed is not scored for
     that metric and counted apart (`not_scored`).
-    The run and every sample are stored in `eval_runs` and `eval_items`.
+    The run and every sample are stored in `eval_runs` and `eval_items`, in
+    one commit when the run ends: a failed or killed run stores none (its
+    `runs` row says failed or interrupted, and `eval list` shows it).
 
     \b
     Example:
@@ -92,11 +97,11 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
     from lsp_runner.pool import LspPool
     from warehouse.store import Warehouse
 
-    from .evaluation import run_eval
+    from .cli_common import PartitionProgress
+    from .stages import run_eval
 
     sampling = Sampling(temperature, top_p, top_k, max_tokens, seed)
-    options = RunOptions(samples=samples, sampling=sampling, limit=limit)
-    say = (lambda m: click.echo(m, err=True)) if fmt == "table" else None
+    options = RunOptions(samples=samples, sampling=sampling, limit=limit, batch=batch)
     with contextlib.ExitStack() as stack:
         lm = None
         chat = model.startswith("chat:")
@@ -112,8 +117,9 @@ def run(bench: str, data: tuple[str, ...], model: str, limit: int | None, sample
             lm = _lm_settings(stack, model, concurrency, home)
         repair_model = resolve_model(f"chat:{model}" if chat else model, lm)
         pool = stack.enter_context(LspPool(size=workers))
+        bar = stack.enter_context(PartitionProgress("eval (batches of items)")) if fmt == "table" else None
         with Warehouse(home) as wh:
-            report = run_eval(wh, bench, data, repair_model, options, seed, pool.check, say, out, fewshot)
+            report = run_eval(wh, bench, data, repair_model, options, seed, pool, bar, out, fewshot)
     write_run(report, out)
     if fmt == "json":
         click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_NON_STR_KEYS).decode())
@@ -157,17 +163,20 @@ def write_run(report, out: Path) -> None:
 def list_(fmt: str, home: str | None) -> None:
     """List past eval runs, newest first, with their main metrics.
 
+    Runs that did not finish are listed too, with their status (failed;
+    interrupted: its process died; running) and no metrics.
+
     \b
     Example:
       otlake eval list
       otlake sql "SELECT subtype, avg(target_gone::INT) FROM eval_items WHERE run_id = 'eval-...' GROUP BY 1"
     """
+    from eval.stage import list_runs
     from warehouse.store import Warehouse
-
-    from .evaluation import list_runs
+    from warehouse.stores import DuckDBStore
 
     with Warehouse(home, read_only=True) as wh:
-        columns, rows = list_runs(wh.con)
+        columns, rows = list_runs(DuckDBStore(wh.con))
     if not rows and fmt == "table":
         click.echo("no eval runs yet: run one with `otlake eval run --bench debugbench --model oracle --out DIR`")
         return
@@ -207,24 +216,15 @@ def report(runs: tuple[Path, ...], out: Path, baselines: bool, home: str | None)
 def _baseline_runs(loaded: list, home: str | None) -> list:
     """The newest done oracle and noop runs over the same items as the given runs, when those lack them."""
     from eval.report import read_run
-    from warehouse.eval_schema import has_eval_tables
+    from eval.stage import baseline_folders
     from warehouse.store import Warehouse
+    from warehouse.stores import DuckDBStore
 
     have = {(r.model, r.bench) for r in loaded}
-    ids = [r.run_id for r in loaded]
-    extra = []
     with Warehouse(home, read_only=True) as wh:
-        if not has_eval_tables(wh.con):
-            return []
-        rows = wh.con.execute("""
-            SELECT DISTINCT ON (b.model, b.bench) b.model, b.bench, b.counts->>'out'
-            FROM eval_runs r JOIN eval_runs b ON b.items_sha256 = r.items_sha256
-            WHERE r.run_id IN (SELECT unnest(?::VARCHAR[])) AND b.model IN ('oracle', 'noop') AND b.status = 'done'
-            ORDER BY b.model, b.bench, b.started_at DESC""", [ids]).fetchall()
-    for model, bench, folder in rows:
-        if (model, bench) not in have and folder and Path(folder, "items.jsonl").exists():
-            extra.append(read_run(folder))
-    return extra
+        found = baseline_folders(DuckDBStore(wh.con), [r.run_id for r in loaded])
+    return [read_run(folder) for model, bench, folder in found
+            if (model, bench) not in have and folder and Path(folder, "items.jsonl").exists()]
 
 
 @eval_.command(name="make-replit")
@@ -257,7 +257,7 @@ def make_replit(name: str, per_rule: int, seed: int, out: Path | None, extra: tu
     """
     from warehouse.store import Warehouse, data_home
 
-    from .evaluation import make_replit as freeze
+    from .stages import make_replit as freeze
 
     path = out or data_home(home) / "eval-sets" / f"{name}.jsonl"
     with Warehouse(home) as wh:
@@ -298,9 +298,8 @@ def inject(source: str, subtypes: str | None, seed: int, out: Path, injector: st
       otlake eval run --bench debugbench --data /tmp/fresh --model oracle --out /tmp/fresh-oracle
     """
     from eval.inject import SUBTYPES
+    from eval.plant import inject_bugs, read_solutions
     from lsp_runner.pool import LspPool
-
-    from .evaluation import inject_bugs, read_solutions
 
     chosen = tuple(s.strip() for s in (subtypes or ",".join(SUBTYPES)).split(",") if s.strip())
     unknown = [s for s in chosen if s not in SUBTYPES]

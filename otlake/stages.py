@@ -12,6 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from eval.errors import EvalError
+from eval.run import RunOptions, select
+from eval.stage import EvalReport, EvalStage, ReplitSet, ReplitStage, fewshot_demos, load_bench
 from lsp_runner.pool import LspPool
 from synth.hygiene.decontam import load_eval_set
 from synth.pairs import PairsOptions, PairsReport, PairsStage
@@ -19,6 +22,7 @@ from synth.stage import SourceReport, SynthOptions, SynthReport, SynthStage
 from train.dataset import DatasetError, DatasetOptions, DatasetReport, DatasetStage, check_build
 from train.export import staging_folder
 from warehouse.dataset_schema import create_dataset_tables
+from warehouse.eval_schema import create_eval_tables
 from warehouse.store import Warehouse
 from warehouse.stores import DuckDBStore, Store, StoreError, read_table
 from warehouse.timetravel import require_repls
@@ -26,8 +30,8 @@ from warehouse.verify import VerifyReport, VerifyStage
 
 from .pipeline import LocalEngine, run_stage
 
-__all__ = ["DatasetError", "DatasetOptions", "DatasetReport", "PairsOptions", "PairsReport", "SynthOptions", "SynthReport",
-           "build_dataset", "build_pairs", "run_synth", "verify"]
+__all__ = ["DatasetError", "DatasetOptions", "DatasetReport", "EvalReport", "PairsOptions", "PairsReport", "ReplitSet",
+           "SynthOptions", "SynthReport", "build_dataset", "build_pairs", "make_replit", "run_eval", "run_synth", "verify"]
 
 
 def verify(wh: Warehouse, repl_ids: list[str] | None = None,
@@ -138,3 +142,60 @@ def _frozen_eval_sets(store: Store) -> list[str]:
     except StoreError:  # a warehouse that never froze one has no eval tables
         return []
     return [p for p in sets.column("path").to_pylist() if Path(p).is_file()]
+
+
+def run_eval(wh: Warehouse, bench: str, data: list[str], model, options: RunOptions, seed: int, check,
+             progress: Callable[[int, int], None] | None = None, out: str | os.PathLike | None = None,
+             fewshot: int = 0) -> EvalReport:
+    """Judge `model` on a bench and store the run (eval.stage.EvalStage); `check` runs the meta-LSP on snapshots
+    (a Checker, or its `check` function). progress(batches done, batches).
+
+    With `fewshot` > 0 (DSPy models), that many items of the bench become demos (their reference diff shown
+    before every prompt) and are left out of the items judged.
+    """
+    create_eval_tables(wh.con)
+    store = DuckDBStore(wh.con)
+    paths = list(data)
+    if bench == "debugbench" and not paths:
+        from .dataset_cli import DEBUGBENCH
+
+        paths = [os.environ.get("OTLAKE_DEBUGBENCH") or str(DEBUGBENCH)]
+    items, skipped, files = load_bench(store, bench, paths)
+    if fewshot:
+        if not hasattr(model, "fewshot"):
+            raise EvalError(f"--fewshot: model {model.name} takes no demos (only DSPy models do)")
+        demos = fewshot_demos(items, fewshot, getattr(check, "check", check))
+        model.fewshot = demos
+        taken = {d.id for d in demos}
+        items = [i for i in items if i.id not in taken]
+    chosen = select(items, options.limit, seed)
+    stage = EvalStage(bench, files, chosen, skipped, model, options, None if out is None else str(out))
+    params = {"bench": bench, "data": files, "model": model.name, "samples": options.samples, "limit": options.limit,
+              "seed": seed, "fewshot": fewshot, "sampling": dataclasses.asdict(options.sampling),
+              "batch": options.batch}
+    run = run_stage(stage, store, LocalEngine(), params, checker=check, progress=progress)
+    report = stage.report
+    report.run_id, report.seconds = run.run_id, run.seconds
+    return report
+
+
+def make_replit(wh: Warehouse, name: str, out: str | os.PathLike, per_rule: int, seed: int = 0,
+                overwrite: bool = False, extra_sets: list[str] | tuple[str, ...] = ()) -> ReplitSet:
+    """Freeze a held-out Replit-style eval set from the warehouse and register it in `eval_sets`
+    (eval.stage.ReplitStage): decontaminated against every dataset built so far and `extra_sets`."""
+    create_eval_tables(wh.con)
+    create_dataset_tables(wh.con)
+    store = DuckDBStore(wh.con)
+    if read_table(store, "eval_sets", {"name": name}, ["name"]).num_rows and not overwrite:
+        raise EvalError(f"eval set {name!r} exists: choose another name or pass --overwrite")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise EvalError(f"{out} exists: choose another file or pass --overwrite")
+    # every training set built so far: its examples' pairs are out, and its texts decontaminate the rest
+    folders = sorted(read_table(store, "datasets", columns=["out_dir"]).column("out_dir").to_pylist())
+    against = [str(Path(d, f"{split}.jsonl")) for d in folders for split in ("train", "eval")
+               if Path(d, f"{split}.jsonl").is_file()] + list(extra_sets)
+    stage = ReplitStage(name, out, per_rule, seed, against)
+    stage.choose(store)  # EvalError, before any run is recorded, when no pair qualifies
+    run_stage(stage, store, LocalEngine(), {"name": name, "out": str(out.absolute()), **stage.params()})
+    return stage.frozen

@@ -355,7 +355,7 @@ def test_a_failed_language_server_leaves_target_gone_not_scored_and_counted_apar
     from eval.run import RunOptions
     from lsp_runner.result import CheckResult
     from otlake.eval_cli import write_run
-    from otlake.evaluation import run_eval
+    from otlake.stages import run_eval
     from warehouse.store import Warehouse
 
     records = [{"id": "crash", "buggy_code": "x = 1\nprint(y)\n", "fixed_code": "x = 1\nprint(x)\n"},
@@ -405,3 +405,53 @@ def test_a_failed_language_server_leaves_target_gone_not_scored_and_counted_apar
     assert made.exit_code == 0, made.output
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Not scored" in text and f"| {report.run_id} | 2 | 0 |" in text
+
+
+def test_a_killed_eval_run_stores_nothing_says_interrupted_and_batches_do_not_change_rows(tmp_path):
+    """SIGKILL after the first of three batches: no eval rows; the next run marks it interrupted; the rows a
+    run stores are the same whatever the batch size."""
+    import os
+    import sys
+
+    from .killing import kill_at_progress
+
+    data = tmp_path / "mine.jsonl"  # six items with their target given: only the fixes are checked
+    data.write_text("".join(json.dumps({"id": f"item-{n}", "buggy_code": f"v{n} = 1\nprint(u{n})\n",
+                                        "fixed_code": f"v{n} = 1\nprint(v{n})\n", "rule": "ruff[F821]", "line": 2,
+                                        "message": f"Undefined name `u{n}`"}) + "\n" for n in range(6))
+                    + "not json\n")  # and a record that cannot be read: skipped, counted
+    home = tmp_path / "home"
+    args = ["eval", "run", "--bench", "jsonl", "--data", str(data), "--model", "oracle", "--home", str(home)]
+    kill_at_progress([sys.executable, "-m", "otlake", *args, "--batch", "2", "--out", str(tmp_path / "killed")],
+                     {**os.environ, "OTLAKE_TRACE": "1"}, 1)
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM eval_items").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM eval_runs").fetchall() == [(0,)]
+        assert con.execute("SELECT status FROM runs WHERE stage = 'eval'").fetchall() == [("running",)]
+    finally:
+        con.close()
+    small = run_json(tmp_path, "small", *args[2:-2], "--batch", "2")
+    whole = run_json(tmp_path, "whole", *args[2:-2])
+    assert small["items"] == whole["items"] == 6 and small["skipped"] == {"bad_record": 1}
+    assert small["metrics"] == whole["metrics"] and small["metrics"]["target_gone"] == 1.0
+    listed = invoke("eval", "list", "--format", "json", "--home", str(home))
+    runs = sorted((r["status"], r["items"]) for r in json.loads(listed.output))
+    assert runs == [("done", 6), ("done", 6), ("interrupted", None)], runs
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        rows = con.execute("""SELECT run_id, item_id, sample, status, skip_reason, diff, applies, target_gone, answer
+                              FROM eval_items ORDER BY run_id, item_id""").fetchall()
+        runs = con.execute("SELECT run_id, items_sha256, items, skipped, metrics FROM eval_runs").fetchall()
+        recon = [json.loads(r[0]) for r in con.execute(
+            "SELECT reconciliation FROM runs WHERE stage = 'eval' AND status = 'done' ORDER BY started_at").fetchall()]
+    finally:
+        con.close()
+    by_run: dict = {}
+    for run_id, *row in rows:
+        by_run.setdefault(run_id, []).append(tuple(row))
+    assert len(by_run) == 2 and len({tuple(v) for v in by_run.values()}) == 1  # row for row the same
+    assert len(next(iter(by_run.values()))) == 7
+    assert len({r[1:] for r in runs}) == 1  # the same items digest, counts and metrics
+    assert [(r["in"], r["out"], r["dropped"], r["partitions"]) for r in recon] == [
+        (7, 6, {"bad_record": 1}, 3), (7, 6, {"bad_record": 1}, 1)]

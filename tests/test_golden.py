@@ -29,13 +29,14 @@ from eval.models import resolve_model
 from eval.run import RunOptions
 from lsp_runner.pool import LspPool
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.evaluation import make_replit, run_eval
 from otlake.stages import (
     DatasetOptions,
     PairsOptions,
     SynthOptions,
     build_dataset,
     build_pairs,
+    make_replit,
+    run_eval,
     run_synth,
     verify,
 )
