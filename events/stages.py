@@ -59,7 +59,10 @@ class Stage(Protocol):
     """A stage may also declare, as class attributes: `columns` (table -> the columns it reads, when not all),
     `filters` (table -> a Store `where` every read of that table adds), `through` (table -> (column, parent
     table): a table without repl_id, read by the values of that column in the partition's parent rows) and
-    `commit_partitions = False` (its outputs are decided in reduce; partitions' results are held for it)."""
+    `commit_partitions = False` (its outputs are decided in reduce; partitions' results are held for it); and
+    the method `process_many(parts, ctx)`: the results of several partitions, in their order (an iterator),
+    where working on them together pays (pairs: one checker call for the snapshots of many repls). An engine
+    calls it, where the stage has it, with the partitions it runs in one place."""
 
     name: str
     reads: tuple[str, ...]  # tables a partition holds, each filtered to the partition's repl

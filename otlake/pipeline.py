@@ -47,7 +47,6 @@ __all__ = [
     "RunReport",
     "Stage",
     "StageResult",
-    "read_partition",
     "run_stage",
 ]
 
@@ -144,8 +143,7 @@ class LocalEngine:
 
     def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
         if self.workers <= 1:
-            for part in parts:
-                yield stage.process(part, ctx)
+            yield from _process_all(stage, parts, ctx)
             return
         chunks = parts.chunks() if isinstance(parts, Partitions) else (
             Chunk([p.key], dict(p.tables), {t: [p.key] * rows.num_rows for t, rows in p.tables.items()})
@@ -157,9 +155,7 @@ class LocalEngine:
             if rows >= self.inline_rows:
                 break
         else:
-            for chunk in held:
-                for part in chunk.partitions():
-                    yield stage.process(part, ctx)
+            yield from _process_all(stage, (part for chunk in held for part in chunk.partitions()), ctx)
             return
         yield from self._pooled(stage, itertools.chain(held, chunks), ctx)
 
@@ -210,12 +206,19 @@ def _init_worker(path: str) -> None:
 
 
 def _process_task(chunks: list[Chunk]) -> list[StageResult]:
-    return [_WORKER["stage"].process(part, _WORKER["ctx"]) for chunk in chunks for part in chunk.partitions()]
+    return list(_process_all(_WORKER["stage"], (part for chunk in chunks for part in chunk.partitions()),
+                             _WORKER["ctx"]))
 
 
-def read_partition(store: Store, stage: Stage, key: str) -> Partition:
-    """The rows of repl `key` in every table the stage reads."""
-    return next(iter(Partitions(store, stage, [key])))
+def _process_all(stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
+    """Each partition's result, in order: through the stage's process_many where it has one (it may work on
+    several partitions at once, e.g. one checker call for the snapshots of many repls), else process."""
+    many = getattr(stage, "process_many", None)
+    if many is not None:
+        yield from many(iter(parts), ctx)
+    else:
+        for part in parts:
+            yield stage.process(part, ctx)
 
 
 @dataclass

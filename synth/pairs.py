@@ -18,6 +18,7 @@ import hashlib
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -179,6 +180,23 @@ class PairsStage:
         return sorted(pc.unique(ids).to_pylist())
 
     def process(self, part: Partition, ctx: Context) -> StageResult:
+        return next(iter(self.process_many([part], ctx)))
+
+    def process_many(self, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
+        """The partitions' results in order. Their snapshots go to the checker together, `batch_snapshots` a
+        call (one ruff process each): partitions are gathered until they have that many, checked, and given
+        back, so a repl with few snapshots does not cost a checker call of its own."""
+        group: list[_Prepared] = []
+        for part in parts:
+            group.append(self._prepare(part, ctx))
+            if sum(len(g.batch) for g in group) >= self.options.batch_snapshots:
+                yield from self._finish(group, ctx)
+                group = []
+        if group:
+            yield from self._finish(group, ctx)
+
+    def _prepare(self, part: Partition, ctx: Context) -> _Prepared:
+        """Filter the partition's diagnostics and replay its repl to each instant still to be checked."""
         options, t, tally = self.options, part.tables, PairsReport("")
         clock = time.perf_counter()
         todo = _logged(part.key, t, options.since_us)
@@ -191,6 +209,7 @@ class PairsStage:
                 checked.append(item)
             else:
                 decided.append((item, _Decision(FILTERED, reason)))
+        batch = []
         if checked:
             last_us = max(_us(t["events"].column("ts")))
             history = ReplHistory.from_tables(part.key, t["path_events"], t["ot_ops"], t["file_breaks"])
@@ -203,15 +222,22 @@ class PairsStage:
                 if item.seq not in typing and item.seq not in waiting:
                     groups[history.steps_before(item.seq)].append(item)
             states = history.states_after(list(groups))
-            tally.step_seconds["replay"] += time.perf_counter() - clock
             batch = [(part.key, k, states[k], groups[k]) for k in sorted(groups)]
-            for start in range(0, len(batch), options.batch_snapshots):
-                decided += _check_batch(ctx.checker, batch[start:start + options.batch_snapshots], options, tally)
-        clock = time.perf_counter()
-        result = _result(part, decided, tally)
-        tally.step_seconds["write"] += time.perf_counter() - clock
-        result.seconds.update(tally.step_seconds)
-        return result
+        tally.step_seconds["replay"] += time.perf_counter() - clock
+        return _Prepared(part, tally, decided, batch)
+
+    def _finish(self, group: list[_Prepared], ctx: Context) -> Iterator[StageResult]:
+        """Check the group's snapshots, batch_snapshots a call, and make each partition's result."""
+        entries = [(g, entry) for g in group for entry in g.batch]
+        size = self.options.batch_snapshots
+        for start in range(0, len(entries), size):
+            _check_batch(ctx.checker, entries[start:start + size], self.options)
+        for g in group:
+            clock = time.perf_counter()
+            result = _result(g.part, g.decided, g.tally)
+            g.tally.step_seconds["write"] += time.perf_counter() - clock
+            result.seconds.update(g.tally.step_seconds)
+            yield result
 
     def reduce(self, results, ctx) -> StageResult:
         return StageResult(extra={"already_decided": self.already_decided})
@@ -304,46 +330,63 @@ def _still_typing(history: ReplHistory, items: list[_Logged], last_us: int,
     return out, waiting
 
 
-def _check_batch(checker, batch: list[tuple], options: PairsOptions,
-                 tally: PairsReport) -> list[tuple[_Logged, _Decision]]:
-    """Check a batch of snapshots (repl, steps applied, files, the diagnostics that saw them) in one call."""
+@dataclass
+class _Prepared:
+    """A partition filtered and replayed: what is decided already, and its snapshots to check."""
+
+    part: Partition
+    tally: PairsReport
+    decided: list[tuple[_Logged, _Decision]]
+    batch: list[tuple]  # (repl, steps applied, files, the diagnostics that saw them)
+
+
+def _check_batch(checker, entries: list[tuple[_Prepared, tuple]], options: PairsOptions) -> None:
+    """Check snapshots of one or more partitions in one call; each diagnostic's decision goes to its partition.
+
+    The call's time is shared among the partitions by their snapshots."""
     clock = time.perf_counter()
     limit = options.config.max_file_bytes
-    decided: list[tuple[_Logged, _Decision]] = []
     snapshots, waiting = [], {}
-    for repl_id, k, files, items in batch:
+    for owner, (repl_id, k, files, items) in entries:
         ready = []
         for item in items:
             path = item.diag.path
             if path not in files:
-                decided.append((item, _Decision(QUARANTINED, "file_missing")))
+                owner.decided.append((item, _Decision(QUARANTINED, "file_missing")))
             elif files[path] is None:
-                decided.append((item, _Decision(QUARANTINED, "file_content_unknown")))
+                owner.decided.append((item, _Decision(QUARANTINED, "file_content_unknown")))
             elif len(files[path].encode("utf-8", "surrogatepass")) > limit:
-                decided.append((item, _Decision(FILTERED, "file_too_large")))
+                owner.decided.append((item, _Decision(FILTERED, "file_too_large")))
             elif _LONE_CR.search(files[path]):
                 # the language servers break lines at a lone CR, line diffs only at LF: numbers would disagree
-                decided.append((item, _Decision(FILTERED, "lone_carriage_return")))
+                owner.decided.append((item, _Decision(FILTERED, "lone_carriage_return")))
             else:
                 ready.append(item)
         if ready:
             sid = f"{repl_id}@{k}"
             snapshots.append(Snapshot(sid, {p: c for p, c in files.items() if c is not None},
                                       tuple(sorted({i.diag.path for i in ready}))))
-            waiting[sid] = (files, ready)
-    tally.step_seconds["replay"] += time.perf_counter() - clock
+            waiting[sid] = (owner, files, ready)
+    prepared = time.perf_counter() - clock
     clock = time.perf_counter()
     results = checker.check(snapshots) if snapshots else []
-    tally.step_seconds["lsp"] += time.perf_counter() - clock
-    tally.snapshots += len(snapshots)
+    lsp = time.perf_counter() - clock
+    owners = {id(owner): owner for owner, _entry in entries}
+    for snapshot in snapshots:
+        waiting[snapshot.id][0].tally.snapshots += 1
+    for owner in owners.values():  # this call's time, shared by entries and by snapshots
+        share = sum(1 for o, _entry in entries if o is owner) / len(entries)
+        owner.tally.step_seconds["replay"] += prepared * share
+        if snapshots:
+            owner.tally.step_seconds["lsp"] += lsp * sum(1 for s in snapshots if waiting[s.id][0] is owner) / len(
+                snapshots)
     for result in results:
-        tally.latencies.append(result.seconds)
-        files, ready = waiting.pop(result.snapshot_id)
+        owner, files, ready = waiting.pop(result.snapshot_id)
+        owner.tally.latencies.append(result.seconds)
         for item in ready:
-            decided.append((item, _decide(item, files[item.diag.path], result, tally)))
-    for files, ready in waiting.values():  # never happens unless the checker drops a snapshot
-        decided += [(item, _Decision(QUARANTINED, "lsp_no_result")) for item in ready]
-    return decided
+            owner.decided.append((item, _decide(item, files[item.diag.path], result, owner.tally)))
+    for owner, _files, ready in waiting.values():  # never happens unless the checker drops a snapshot
+        owner.decided += [(item, _Decision(QUARANTINED, "lsp_no_result")) for item in ready]
 
 
 def _decide(item: _Logged, content: str, result, report: PairsReport) -> _Decision:
