@@ -25,9 +25,9 @@ from lsp_runner.linter import MetaLspLinter
 from lsp_runner.snapshot import Snapshot, temporary_root, write_tree
 from lsp_runner.tools import pyright_cli_command
 from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
-from warehouse.history import ReplHistory
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
+from warehouse.stores import DuckDBStore, read_timeline
 
 from .common import OUT, save
 
@@ -47,7 +47,7 @@ def cli_sample(home, n: int, seed: int) -> dict:
         sample = random.Random(seed).sample(keys, min(n, len(keys)))
         snaps = []
         for repl_id, us, path in sample:
-            files = ReplHistory(wh.con, repl_id).states_at([us])[us]
+            files = read_timeline(DuckDBStore(wh.con), repl_id).states_at([us])[us]
             snaps.append(({p: c for p, c in files.items() if c is not None}, path))
     walls, checks, totals = [], [], []
     with temporary_root("otlake-bench-cli-") as root:

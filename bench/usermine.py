@@ -65,9 +65,9 @@ from synth.usermine import (
     windowed_candidates,
 )
 from synth.verify import reason_group
-from warehouse.history import ReplHistory
 from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
+from warehouse.stores import DuckDBStore, read_timeline
 
 from .common import OUT, checkout, git_rev, machine, run_script
 
@@ -110,7 +110,7 @@ def _final_states(con, rows: list[dict]) -> dict[tuple, tuple[dict, str] | None]
     for r in rows:
         by_repl[r["repl_id"]].append(r)
     for repl_id, pairs in by_repl.items():
-        history = ReplHistory(con, repl_id)
+        history = read_timeline(DuckDBStore(con), repl_id)
         end = {p: c for p, c in history.states_at([END_US])[END_US].items() if c is not None}
         steps = {r["pair_id"]: history.steps_before(r["seq"]) for r in pairs}
         then = history.states_after(list(steps.values()))
@@ -204,7 +204,7 @@ def _no_candidate_why(con, rows: list[dict]) -> None:
         if r["fixed"] and r["failed_step"] == "no_fix_near_the_error":
             by_repl[r["repl_id"]].append(r)
     for repl_id, pairs in by_repl.items():
-        history = ReplHistory(con, repl_id)
+        history = read_timeline(DuckDBStore(con), repl_id)
         for r in pairs:
             file_id, version = history.lineage_before(r["path"], r["seq"])
             later = [(v, t) for v, t in history.versions(file_id) if v > version]

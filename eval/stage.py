@@ -353,10 +353,10 @@ class ReplitStage:
     def choose(self, store) -> None:
         """Choose the pairs (EvalError when none qualifies): verified fixes of public repls, a pair at most once
         (its user fix first, else the first LM's), none in a training set built so far."""
+        from ot_replay.timeline import timestamps_us
         from synth.hygiene.decontam import Contamination, load_eval_set
         from synth.hygiene.dedup import MinHasher
         from synth.hygiene.example import Example
-        from warehouse.history import _us
 
         from .replit import choose_items
 
@@ -377,7 +377,7 @@ class ReplitStage:
                 best[d["pair_id"]] = {**d, "rank": rank}
         pairs = _read(store, "pairs", {"pair_id": sorted(best)},
                       ["pair_id", "repl_id", "ts", "path", "code", "message", "start_line", "content", "seq"])
-        us = _us(pairs.column("ts"))
+        us = timestamps_us(pairs.column("ts"))
         rows = [(p, u) for p, u in zip(pairs.to_pylist(), us, strict=True) if p["repl_id"] in public]
         rows.sort(key=lambda r: r[0]["pair_id"])
         candidates = []
@@ -402,10 +402,10 @@ class ReplitStage:
 
     def process(self, part: Partition, ctx: Context) -> StageResult:
         """The files beside each chosen pair's file at its instant (imports resolve)."""
-        from warehouse.history import ReplHistory
+        from ot_replay.timeline import Timeline
 
         t = part.tables
-        history = ReplHistory.from_tables(part.key, t["path_events"], t["ot_ops"], t["file_breaks"])
+        history = Timeline.from_partition(part.key, t)
         records = [r for r in self.chosen.records if r["repl_id"] == part.key]
         steps = {r["id"]: history.steps_before(self.seqs[r["id"]]) for r in records}
         states = history.states_after(list(steps.values()))

@@ -32,9 +32,9 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.snapshot import Snapshot
 from ot_replay.ops import cursor
+from ot_replay.timeline import Timeline, timestamps_us
 from synth.still_typing import burst_versions, still_typing
 from synth.usermine import PAUSE_US
-from warehouse.history import ReplHistory, _us
 from warehouse.stores import read_table
 
 # ruff[E501] line too long and ruff[I001] unsorted imports: style, not a repair (DESIGN.md)
@@ -211,8 +211,8 @@ class PairsStage:
                 decided.append((item, _Decision(FILTERED, reason)))
         batch = []
         if checked:
-            last_us = max(_us(t["events"].column("ts")))
-            history = ReplHistory.from_tables(part.key, t["path_events"], t["ot_ops"], t["file_breaks"])
+            last_us = max(timestamps_us(t["events"].column("ts")))
+            history = Timeline.from_partition(part.key, t)
             typing, waiting = _still_typing(history, checked, last_us, ctx.now_us)
             decided += [(item, _Decision(FILTERED, "still_typing")) for item in checked if item.seq in typing]
             tally.waiting += len(waiting)  # no decision stored: the next run decides them
@@ -252,7 +252,8 @@ def _undecided(diags: pa.Table, checks: pa.Table, since_us: int | None) -> pa.Ar
     joined = keyed.join(done, ["repl_id", "seq"], join_type="left outer", use_threads=False).sort_by("__n")
     undecided = pc.is_null(joined.column("__done"))
     if since_us is not None:
-        undecided = pc.and_(undecided, pc.greater_equal(pa.array(_us(joined.column("ts")), pa.int64()), since_us))
+        us = pa.array(timestamps_us(joined.column("ts")), pa.int64())
+        undecided = pc.and_(undecided, pc.greater_equal(us, since_us))
     return undecided.combine_chunks() if isinstance(undecided, pa.ChunkedArray) else undecided
 
 
@@ -269,7 +270,7 @@ def _logged(repl_id: str, t, since_us: int | None) -> list[_Logged]:
                                                       "end_line", "end_character", "severity", "message",
                                                       "has_code_action")}
     todo = []
-    for n, us in enumerate(_us(diags.column("ts"))):
+    for n, us in enumerate(timestamps_us(diags.column("ts"))):
         code = cols["code"][n] or ""
         diag = Diagnostic(cols["path"][n], code, cols["start_line"][n], cols["start_character"][n],
                           cols["end_line"][n], cols["end_character"][n], cols["severity"][n], cols["message"][n],
@@ -295,7 +296,7 @@ def _filter_reason(item: _Logged, options: PairsOptions) -> str | None:
 LIVE_US = 86_400_000_000  # a session whose last event is younger than this (wall clock) may still go on
 
 
-def _still_typing(history: ReplHistory, items: list[_Logged], last_us: int,
+def _still_typing(history: Timeline, items: list[_Logged], last_us: int,
                   now_us: int | None = None) -> tuple[set[int], set[int]]:
     """The seqs of the diagnostics on a line the user was still typing (synth.still_typing), and of
     those it cannot tell yet: no packet of the file follows, the repl's stream (last event at

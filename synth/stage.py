@@ -28,6 +28,7 @@ from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.snapshot import Snapshot
 from lsp_runner.syntax import prefetch_syntax_errors
+from ot_replay.timeline import Timeline, timestamps_us
 from synth.attribution import line_map, target_still_reported
 from synth.linediff import render
 from synth.usermine import (
@@ -39,7 +40,6 @@ from synth.usermine import (
     windowed_candidates,
 )
 from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
-from warehouse.history import ReplHistory, _us
 from warehouse.stores import read_table
 
 SOURCES = ("user", "lm")
@@ -148,7 +148,7 @@ class SynthStage:
                                           strict=True) if is_public(private)}
         done = set(read_table(store, "diffs", {"source": self.source, "model": self.model},
                               ["pair_id"]).column("pair_id").to_pylist())
-        order = sorted(zip(pairs.column("repl_id").to_pylist(), _us(pairs.column("ts")),
+        order = sorted(zip(pairs.column("repl_id").to_pylist(), timestamps_us(pairs.column("ts")),
                            pairs.column("pair_id").to_pylist(), strict=True))
         only, limit = self.options.pair_ids, self.options.limit
         todo, repl_ids = [], set()
@@ -170,7 +170,7 @@ class SynthStage:
         rows = rows.filter(pc.is_in(rows.column("pair_id"), pa.array(sorted(self.todo), pa.string())))
         todo = sorted(_pairs(rows), key=lambda p: (p.us, p.pair_id))
         t = part.tables
-        history = ReplHistory.from_tables(part.key, t["path_events"], t["ot_ops"], t["file_breaks"])
+        history = Timeline.from_partition(part.key, t)
         report = SynthReport("")
         out = []
         for start in range(0, len(todo), self.options.batch_pairs):
@@ -201,7 +201,7 @@ def _pairs(rows: pa.Table) -> list[_Pair]:
                                                     "start_character", "end_line", "end_character", "severity",
                                                     "message", "content")}
     out = []
-    for n, us in enumerate(_us(rows.column("ts"))):
+    for n, us in enumerate(timestamps_us(rows.column("ts"))):
         c = {k: v[n] for k, v in cols.items()}
         target = Diagnostic(c["path"], c["code"], c["start_line"], c["start_character"], c["end_line"],
                             c["end_character"], c["severity"], c["message"])
@@ -261,7 +261,7 @@ def _reproduces(result, target: Diagnostic, content: str, candidate: str) -> boo
     return found is not None
 
 
-def _user_batch(history: ReplHistory, pool, batch: list[_Pair], report: SynthReport) -> list[dict]:
+def _user_batch(history: Timeline, pool, batch: list[_Pair], report: SynthReport) -> list[dict]:
     """Mine the user's fix of each pair, then verify the candidates together.
 
     The later states of the pair's file (where the user paused) each give a
@@ -320,7 +320,7 @@ def _user_batch(history: ReplHistory, pool, batch: list[_Pair], report: SynthRep
     return rows
 
 
-def _mine_candidates(history: ReplHistory, batch: list[_Pair]) -> tuple[dict, dict]:
+def _mine_candidates(history: Timeline, batch: list[_Pair]) -> tuple[dict, dict]:
     """Per pair: the repl's other files at its instant, and its distinct windowed candidates, in order."""
     others, queues, found = _others(history, batch), {}, []
     for p in batch:
@@ -408,7 +408,7 @@ def _prompt(p: _Pair):
     return Prompt(p.path, p.content, p.target.code, p.target.message, p.target.start_line + 1)
 
 
-def _others(history: ReplHistory, batch: list[_Pair]) -> dict[str, dict[str, str]]:
+def _others(history: Timeline, batch: list[_Pair]) -> dict[str, dict[str, str]]:
     """The repl's other files at each pair's instant (imports resolve against them)."""
     steps = {p.pair_id: history.steps_before(p.seq) for p in batch}
     states = history.states_after(list(steps.values()))
@@ -416,7 +416,7 @@ def _others(history: ReplHistory, batch: list[_Pair]) -> dict[str, dict[str, str
             for p in batch}
 
 
-def _lm_batch(history: ReplHistory, pool, batch: list[_Pair], options: SynthOptions, fewshot: _FewShotPool | None,
+def _lm_batch(history: Timeline, pool, batch: list[_Pair], options: SynthOptions, fewshot: _FewShotPool | None,
               report: SynthReport) -> list[dict]:
     """Ask the LM for a diff per pair (few-shot from verified user fixes), then verify each answer."""
     from synth.program import synthesize

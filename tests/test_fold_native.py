@@ -68,7 +68,7 @@ def rows_from_events(events: list[dict]) -> pa.Table:
 
 
 def _resumed(repl_id: str, files: list[ResumeFile]) -> ReplFiles:
-    """The ReplFiles that resume_files would give for these stored files."""
+    """The ReplFiles of these stored files, as the fold resumes from them."""
     out = ReplFiles(repl_id)
     for rf in files:
         state = FileState(file_id=rf.file_id, path=rf.path, buffer=TextBuffer(rf.content), version=rf.version)

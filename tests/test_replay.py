@@ -1,31 +1,33 @@
-"""ot_replay.replay: states at many instants in one pass, against the warehouse and a str replay."""
+"""ot_replay: the event log's replay (replay_to) and a repl's Timeline, against the warehouse and a str replay."""
 
 from __future__ import annotations
 
 import random
 
 from events.validate import parse_ts
-from ot_replay.replay import replay_to, states_at
+from ot_replay.replay import replay_to
 from warehouse.ingest import ingest_events
+from warehouse.stores import DuckDBStore, read_timeline
 
 from .test_ingest import busy_log
 from .test_timetravel import history
 
 
-def test_states_at_many_instants_match_history_and_warehouse(wh):
+def test_a_timeline_at_many_instants_matches_the_event_log_history_and_warehouse(wh):
     log = busy_log("r1", 11, 500)
     hist = history(log)
     rng = random.Random(3)
     picks = sorted(rng.sample(range(len(hist)), 40))
     instants = [parse_ts(hist[p][0]) for p in picks]
-    got = list(states_at(log.events, instants))
-    assert [t for t, _ in got] == instants
-    assert [files for _, files in got] == [hist[p][1] for p in picks]
+    expected = [hist[p][1] for p in picks]
+    assert [replay_to(log.events, t) for t in instants] == expected  # the event log's own replay
     ingest_events(wh, log.events)
+    got = read_timeline(DuckDBStore(wh.con), "r1").states_at(instants)  # the derived rows, in one pass
+    assert [got[t] for t in instants] == expected
     travel = wh.travel()
     try:
-        for instant, files in got[::8]:
-            assert travel.files_at("r1", instant) == files
+        for instant in instants[::8]:
+            assert travel.files_at("r1", instant) == got[instant]
     finally:
         travel.cur.close()
 

@@ -106,9 +106,9 @@ def test_sqlalchemy_engine_sees_tables_and_functions(wh, log, tmp_path):
     engine.dispose()
 
 
-def test_repl_history_agrees_with_file_at_everywhere(wh):
-    """The in-memory fold the pairs and synth stages use equals TimeTravel at every event time, breaks included."""
-    from warehouse.history import ReplHistory
+def test_a_timeline_agrees_with_file_at_everywhere(wh):
+    """The Timeline the stages use equals TimeTravel at every event time, breaks included."""
+    from warehouse.stores import DuckDBStore, read_timeline
 
     log = busy_log("h1", 5, 120)
     bad = log.edit("b.py", [{"insert": "z"}])
@@ -119,7 +119,7 @@ def test_repl_history_agrees_with_file_at_everywhere(wh):
     ingest_events(wh, log.events)
     instants = [e for (e,) in wh.con.execute("SELECT DISTINCT epoch_us(ts) FROM events ORDER BY 1").fetchall()]
     instants = sorted({i + d for i in instants for d in (-1, 0, 1)})
-    states = ReplHistory(wh.con, "h1").states_at(instants)
+    states = read_timeline(DuckDBStore(wh.con), "h1").states_at(instants)
     travel = wh.travel()
     try:
         expected = {i: travel.files_at("h1", i) for i in instants}

@@ -80,3 +80,20 @@ def test_keys_stay_unique_and_verify_finds_a_duplicate(wh, tmp_path):
     found = {e["kind"]: e["message"] for e in report.projection_errors}
     assert f"{lineages} keys (repl_id, file_id, version) of ot_ops" in found["duplicate_key_ot_ops"]
     assert set(found) <= {"duplicate_key_ot_ops", "projection_mismatch"}  # file_at replays the op twice
+
+
+def test_verify_names_a_damaged_stored_event_and_replays_no_further(wh, log):
+    """A stored ot event whose ops no longer apply (the store was damaged after ingest): the event log's replay
+    stops there with a replay_error naming the event, and nothing after it is compared."""
+    log.type("main.py", "abc")
+    log.snapshot()
+    ingest_events(wh, log.events)
+    assert verify(wh).ok()
+    seq = wh.con.execute("SELECT max(seq) FROM events WHERE kind = 'ot'").fetchall()[0][0]
+    wh.con.execute("""UPDATE events SET event = json_object('repl_id', 'r1', 'seq', seq, 'ts', '2024-03-01T12:00:09Z',
+                                                            'kind', 'ot', 'path', 'main.py', 'version', 3,
+                                                            'ops', json('[{"skip": 99}]'))
+                      WHERE seq = ?""", [seq])
+    report = verify(wh)
+    assert [(e["kind"], e["seq"]) for e in report.projection_errors] == [("replay_error", seq)]
+    assert "skip" in report.projection_errors[0]["message"] and report.snapshots == 0

@@ -44,13 +44,13 @@ import pyarrow.compute as pc
 from events.errors import ConfigError, OtlakeError
 from events.privacy import is_public
 from events.stages import Context, Partition, StageResult
+from ot_replay.timeline import timestamps_us
 from synth.hygiene.decontam import NGRAM, Contamination
 from synth.hygiene.decontam import THRESHOLD as DECONTAM_THRESHOLD
 from synth.hygiene.dedup import THRESHOLD, MinHasher
 from synth.hygiene.pipeline import BatchResult, Kept, clean_rows, deduplicate
 from synth.hygiene.split import sample, split_by_group
 from train.export import SPLITS, move_into_place, write_dataset
-from warehouse.history import _us
 from warehouse.stores import read_table, stage_of
 
 from .dataset_card import build_card
@@ -209,7 +209,7 @@ class DatasetStage:
         pairs, diffs = part.tables["pairs"], part.tables["diffs"]
         p_cols = [pairs.column(c).to_pylist() for c in ("pair_id", "repl_id", "path", "code", "message", "start_line",
                                                          "content", "run_id")]
-        by_pair = {row[0]: row for row in zip(*p_cols, _us(pairs.column("ts")), strict=True)}
+        by_pair = {row[0]: row for row in zip(*p_cols, timestamps_us(pairs.column("ts")), strict=True)}
         rows, runs = [], {}
         for pid, source, model, diff, fixed, diff_run in zip(
                 *(diffs.column(c).to_pylist() for c in ("pair_id", "source", "model", "diff", "fixed", "run_id")),
@@ -300,7 +300,7 @@ def _selected(store, options: DatasetOptions) -> list[tuple]:
     if not diffs.num_rows:
         return []
     pairs = read_table(store, "pairs", columns=["pair_id", "repl_id", "ts", "code"])
-    pairs = pairs.append_column("us", pa.array(_us(pairs.column("ts")), pa.int64())).drop_columns(["ts"])
+    pairs = pairs.append_column("us", pa.array(timestamps_us(pairs.column("ts")), pa.int64())).drop_columns(["ts"])
     keep = None
     for cond in ((pc.greater_equal(pairs.column("us"), options.since_us) if options.since_us is not None else None),
                  (pc.less(pairs.column("us"), options.until_us) if options.until_us is not None else None),

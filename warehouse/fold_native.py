@@ -33,7 +33,7 @@ _TYPES = {"int64": pa.int64(), "uint64": pa.uint64()}
 
 @dataclass
 class ResumeFile:
-    """A live file of a repl at the end of what is stored (as resume_files gives it)."""
+    """A live file of a repl at the end of what is stored (projector.resume_states gives them)."""
 
     path: str
     file_id: int

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from events.errors import BadEvent
 from events.validate import parse_ops
-from ot_replay.state import FileState, ReplFiles
+from ot_replay.state import ReplFiles
 
 COLUMNS = {
     "ot_ops": ("repl_id", "file_id", "version", "path", "seq", "ts", "ops", "crc32", "author"),
@@ -110,38 +110,6 @@ class Projector:
         return None
 
 
-def resume_files(con, repl_id: str) -> ReplFiles:
-    """The repl's live files at the end of what is stored: lineage, path, version, content."""
-    from ot_replay.buffer import TextBuffer
-
-    from .timetravel import TimeTravel
-
-    live = con.execute(
-        """SELECT path, file_id FROM path_events WHERE repl_id = ?
-           QUALIFY row_number() OVER (PARTITION BY path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL""",
-        [repl_id],
-    ).fetchall()
-    files = ReplFiles(repl_id)
-    if not live:
-        return files
-    heads = dict(con.execute(
-        "SELECT file_id, max(version) FROM ot_ops WHERE repl_id = ? GROUP BY file_id", [repl_id]).fetchall())
-    breaks = {f: (kind, seq) for f, kind, seq in con.execute(
-        "SELECT file_id, error_kind, seq FROM file_breaks WHERE repl_id = ?", [repl_id]).fetchall()}
-    cur = con.cursor()
-    try:
-        texts = TimeTravel(cur).contents([(repl_id, f, heads.get(f, 0)) for _, f in live])
-    finally:
-        cur.close()
-    for (path, file_id), text in zip(live, texts):
-        state = FileState(file_id=file_id, path=path, buffer=TextBuffer(text), version=heads.get(file_id, 0))
-        if file_id in breaks:
-            kind, seq = breaks[file_id]
-            state.broken = BadEvent(kind, "stored break", repl_id=repl_id, seq=seq, path=path)
-        files.files[path] = state
-    return files
-
-
 def resume_states(con, repl_ids: list[str]) -> dict[str, list]:
     """For each repl, its live files at the end of what is stored (fold_native.ResumeFile), in one pass."""
     from .fold_native import ResumeFile
@@ -149,12 +117,13 @@ def resume_states(con, repl_ids: list[str]) -> dict[str, list]:
 
     if not repl_ids:
         return {}
+    cur = con.cursor()
+    try:
+        live = TimeTravel(cur).live_paths(repl_ids)
+    finally:
+        cur.close()
     con.register("resume_repls", pa.table({"repl_id": pa.array(repl_ids, pa.string())}))
     try:
-        live = con.execute(
-            """SELECT repl_id, path, file_id FROM path_events WHERE repl_id IN (SELECT repl_id FROM resume_repls)
-               QUALIFY row_number() OVER (PARTITION BY repl_id, path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL
-               ORDER BY repl_id, path""").fetchall()
         heads = {(r, f): v for r, f, v in con.execute(
             """SELECT repl_id, file_id, max(version) FROM ot_ops WHERE repl_id IN (SELECT repl_id FROM resume_repls)
                GROUP BY repl_id, file_id""").fetchall()}

@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.errors import OtlakeError
+from ot_replay.timeline import TABLES as TIMELINE_TABLES
+from ot_replay.timeline import Timeline
 
 from .dataset_schema import DATASET_TABLES
 from .eval_schema import EVAL_TABLES
@@ -84,6 +86,11 @@ def read_table(store: Store, table: str, where: Where | None = None,
     if not batches:
         return store.schema(table, columns).empty_table()
     return pa.Table.from_batches(batches)
+
+
+def read_timeline(store: Store, repl_id: str) -> Timeline:
+    """The timeline of one repl (ot_replay.timeline): its derived rows read from the store."""
+    return Timeline.from_tables(repl_id, *(read_table(store, t, {"repl_id": repl_id}) for t in TIMELINE_TABLES))
 
 
 def new_run_id(stage: str) -> str:

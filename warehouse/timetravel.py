@@ -214,17 +214,22 @@ class TimeTravel:
         texts = iter(self.contents(keys))
         return [next(texts) if hit is not None else None for hit in found]
 
+    def live_paths(self, repl_ids: list[str], instant: int | None = None) -> list[tuple[str, str, int]]:
+        """(repl_id, path, file_id) of every path that holds a file at the instant (µs; None: after every stored
+        event), by repl and path: a path's last binding at or before it, unless that unbound it."""
+        at = "" if instant is None else "AND epoch_us(ts) <= ?"
+        return self.cur.execute(
+            f"""SELECT repl_id, path, file_id FROM path_events WHERE repl_id IN (SELECT unnest(?::VARCHAR[])) {at}
+                QUALIFY row_number() OVER (PARTITION BY repl_id, path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL
+                ORDER BY repl_id, path""",
+            [list(repl_ids)] + ([] if instant is None else [instant])).fetchall()
+
     def paths_at(self, repl_id: str, instant: int) -> list[str]:
         """Paths that hold a file in the repl at the instant (µs), sorted; UnknownRepl if there is no such repl."""
-        rows = self.cur.execute(
-            """SELECT path FROM path_events WHERE repl_id = ? AND epoch_us(ts) <= ?
-               QUALIFY row_number() OVER (PARTITION BY path ORDER BY seq DESC) = 1 AND file_id IS NOT NULL
-               ORDER BY path""",
-            [repl_id, instant],
-        ).fetchall()
+        rows = self.live_paths([repl_id], instant)
         if not rows:  # no file then, or no such repl: only the second is an error
             require_repls(self.cur, [repl_id])
-        return [r[0] for r in rows]
+        return [path for _, path, _ in rows]
 
     def files_at(self, repl_id: str, instant: int) -> dict[str, str | None]:
         """{path: content} of the repl at the instant (µs); content None where unknown; UnknownRepl if no such repl."""

@@ -1,7 +1,8 @@
 """`verify`: replay every repl from its stored events and compare with its snapshot events.
 
-The replay folds the `events` table (the source of truth) with ot_replay; it
-also checks the derived tables against it: every checkpoint at its version,
+The replay folds the `events` table (the source of truth) with
+ot_replay.replay.EventReplay; it also checks the derived tables (their
+ot_replay.timeline.Timeline) against it: every checkpoint at its version,
 and at the repl's end the op stream and path bindings (what file_at reads),
 so a bad projection shows up too. A stage of the pipeline contract
 (`VerifyStage`; otlake.stages.verify runs it on the embedded defaults).
@@ -16,13 +17,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from events.errors import BadEvent
 from events.stages import Context, Partition, StageResult
-from events.validate import validate_event
-from ot_replay.replay import apply_event
-from ot_replay.state import ReplFiles
+from ot_replay.replay import EventReplay
+from ot_replay.timeline import Timeline, timestamps_us
 
-from .history import ReplHistory, _us
 from .schema import KEYS
 
 
@@ -144,59 +142,47 @@ def _check_keys(repl_id: str, tables, report: VerifyReport) -> None:
 
 
 def _verify_repl(repl_id: str, tables, report: VerifyReport) -> None:
-    files = ReplFiles(repl_id)
-    last_us = None
-    last_seq = None
+    """Replay the repl's event log (ot_replay.replay.EventReplay): each snapshot event against the files
+    then, each checkpoint against its version, and the end against the derived tables' Timeline."""
     events = tables["events"].sort_by("seq")
-    rows = zip(events.column("seq").to_pylist(), events.column("event").to_pylist(), _us(events.column("ts")),
-               strict=True)
-    b = tables["file_breaks"].sort_by("seq")
+    rows = ((seq, us, orjson.loads(text)) for seq, text, us in zip(
+        events.column("seq").to_pylist(), events.column("event").to_pylist(), timestamps_us(events.column("ts")),
+        strict=True))
+    b = tables["file_breaks"]
     breaks = list(zip(b.column("seq").to_pylist(), b.column("file_id").to_pylist(), b.column("path").to_pylist(),
-                      b.column("error_kind").to_pylist(), _us(b.column("ts")), strict=True))
+                      b.column("error_kind").to_pylist(), timestamps_us(b.column("ts")), strict=True))
     c = tables["checkpoints"]
     checkpoints = dict(zip(zip(c.column("file_id").to_pylist(), c.column("version").to_pylist(), strict=True),
                            c.column("content").to_pylist(), strict=True))
-    for seq, text, us in rows:
-        while breaks and breaks[0][0] < seq:  # a quarantined bad packet came before this event
-            bseq, file_id, path, kind, _ = breaks.pop(0)
-            files.mark_broken(file_id, path, BadEvent(kind, "quarantined packet", repl_id=repl_id, seq=bseq))
-        ev = orjson.loads(text)
-        kind = ev["kind"]
-        last_seq, last_us = seq, us if last_us is None or us > last_us else last_us
-        if kind == "snapshot":
+    replay = EventReplay(repl_id, rows, breaks)
+    for step in replay:
+        if step.error is not None:  # stored events were checked at ingest; this means the store is damaged
+            report.projection_errors.append({"repl_id": repl_id, "seq": step.seq, "kind": "replay_error",
+                                             "message": str(step.error)})
+            return
+        if step.event["kind"] == "snapshot":
             report.snapshots += 1
-            actual = files.snapshot()
-            if actual == ev["files"]:
+            actual = step.files.snapshot()
+            if actual == step.event["files"]:
                 report.matched += 1
             else:
-                report.mismatches.append({"repl_id": repl_id, "seq": seq, "kind": "snapshot_mismatch",
-                                          "message": _describe(ev["files"], actual)})
+                report.mismatches.append({"repl_id": repl_id, "seq": step.seq, "kind": "snapshot_mismatch",
+                                          "message": _describe(step.event["files"], actual)})
             continue
-        if kind not in ("ot", "file"):
-            continue
-        try:
-            state = apply_event(files, validate_event(ev))
-        except BadEvent as e:  # stored events were checked at ingest; this means the store is damaged
-            report.projection_errors.append({"repl_id": repl_id, "seq": seq, "kind": "replay_error",
-                                             "message": str(e)})
-            return
+        state = step.state
         stored = checkpoints.get((state.file_id, state.version)) if state is not None else None
         if stored is not None and stored != state.buffer.text():
             report.projection_errors.append({
-                "repl_id": repl_id, "seq": seq, "kind": "checkpoint_mismatch",
+                "repl_id": repl_id, "seq": step.seq, "kind": "checkpoint_mismatch",
                 "message": f"checkpoint of {state.path} (file {state.file_id}) at version {state.version} "
                            "differs from the replay of events"})
-    for bseq, file_id, path, kind, bus in breaks:
-        files.mark_broken(file_id, path, BadEvent(kind, "quarantined packet", repl_id=repl_id, seq=bseq))
-        last_us = bus if last_us is None or bus > last_us else last_us
-    if last_us is None:
+    if replay.last_us is None:
         return
-    replayed = files.snapshot()
-    history = ReplHistory.from_tables(repl_id, tables["path_events"], tables["ot_ops"], tables["file_breaks"])
-    derived = history.states_at([last_us])[last_us]
+    replayed = replay.files.snapshot()
+    derived = Timeline.from_partition(repl_id, tables).states_at([replay.last_us])[replay.last_us]
     if derived != replayed:
         report.projection_errors.append({
-            "repl_id": repl_id, "seq": last_seq, "kind": "projection_mismatch",
+            "repl_id": repl_id, "seq": replay.last_seq, "kind": "projection_mismatch",
             "message": "derived tables (checkpoints + ot_ops) disagree with the replay of events: "
                        + _describe({p: t for p, t in replayed.items() if t is not None}, derived),
         })

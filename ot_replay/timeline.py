@@ -1,9 +1,10 @@
-"""One repl's derived history in memory: its files at many instants, and a lineage at many versions, in one pass.
+"""One repl's timeline: its files at many instants, and a lineage at many versions, in one pass.
 
-`TimeTravel` answers point queries (a few SQL statements each, about right for
-`file_at` in SQL). A stage that needs the same repl at hundreds of instants
-(pairs, user-fix mining) reads the repl's `path_events`, `ot_ops` and
-`file_breaks` once and folds them forward instead.
+"The files of repl R at instant T" has one implementation, this one (DESIGN.md): a `Timeline` is built
+from the repl's derived rows as Arrow (path_events, ot_ops, file_breaks: what ingest's fold wrote, a
+stage's partition) and folds them forward once for any number of instants. Stages (pairs, synth, verify,
+eval) and the SQL time travel's callers in Python read those rows through a Store and build one here;
+the raw event log is replayed by `ot_replay.replay.EventReplay` (verify checks the two agree).
 """
 
 from __future__ import annotations
@@ -16,42 +17,38 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ot_replay.buffer import TextBuffer
+from .buffer import TextBuffer
+
+TABLES = ("path_events", "ot_ops", "file_breaks")  # the rows a Timeline is built from
 
 
-def _us(column) -> list[int]:
+def timestamps_us(column) -> list[int]:
     """Microseconds since the epoch of a timestamp column."""
     return pc.cast(column, pa.timestamp("us", "UTC")).cast(pa.int64()).to_pylist()
 
 
-class ReplHistory:
+class Timeline:
     """The repl's path bindings, op stream and breaks, read once."""
 
-    def __init__(self, con, repl_id: str) -> None:
-        paths = con.execute(
-            "SELECT seq, epoch_us(ts), path, file_id FROM path_events WHERE repl_id = ? ORDER BY seq, path",
-            [repl_id]).fetchall()
-        ops = con.execute(
-            "SELECT seq, epoch_us(ts), file_id, version, ops FROM ot_ops WHERE repl_id = ? ORDER BY seq",
-            [repl_id]).fetchall()
-        breaks = con.execute("SELECT file_id, seq, epoch_us(ts) FROM file_breaks WHERE repl_id = ?",
-                             [repl_id]).fetchall()
-        self._load(repl_id, paths, ops, breaks)
-
     @classmethod
-    def from_tables(cls, repl_id: str, path_events: pa.Table, ot_ops: pa.Table, file_breaks: pa.Table) -> ReplHistory:
-        """The history from one repl's rows of path_events, ot_ops and file_breaks as Arrow (a stage's partition)."""
+    def from_tables(cls, repl_id: str, path_events: pa.Table, ot_ops: pa.Table, file_breaks: pa.Table) -> Timeline:
+        """The timeline from one repl's rows of path_events, ot_ops and file_breaks as Arrow (any order)."""
         def rows(table: pa.Table, columns: list[str]) -> list[tuple]:
-            data = [(_us(table.column(c)) if c == "ts" else table.column(c).to_pylist()) for c in columns]
+            data = [(timestamps_us(table.column(c)) if c == "ts" else table.column(c).to_pylist()) for c in columns]
             return list(zip(*data, strict=True))
 
         paths = sorted(rows(path_events, ["seq", "ts", "path", "file_id"]), key=lambda r: (r[0], r[2]))
         ops = sorted(rows(ot_ops, ["seq", "ts", "file_id", "version", "ops"]), key=lambda r: r[0])
-        history = cls.__new__(cls)
-        history._load(repl_id, paths, ops, rows(file_breaks, ["file_id", "seq", "ts"]))
-        return history
+        return cls(repl_id, paths, ops, rows(file_breaks, ["file_id", "seq", "ts"]))
 
-    def _load(self, repl_id: str, paths: list[tuple], ops: list[tuple], breaks: list[tuple]) -> None:
+    @classmethod
+    def from_partition(cls, repl_id: str, tables) -> Timeline:
+        """The timeline from a stage's partition that reads TABLES."""
+        return cls.from_tables(repl_id, *(tables[t] for t in TABLES))
+
+    def __init__(self, repl_id: str, paths: list[tuple], ops: list[tuple], breaks: list[tuple]) -> None:
+        """paths (seq, µs, path, file_id) by (seq, path); ops (seq, µs, file_id, version, ops) by seq; breaks
+        (file_id, seq, µs)."""
         self.repl_id = repl_id
         self.paths = paths
         self.ops = ops
