@@ -166,10 +166,8 @@ def verify(repls: tuple[str, ...], home: str | None) -> None:
 
     from .stages import verify as run_verify
 
-    with Warehouse(home) as wh:
-        total = len(repls) or wh.con.execute("SELECT count(DISTINCT repl_id) FROM events").fetchone()[0]
-        with Progress(total, "verify") as bar:
-            report = run_verify(wh, list(repls) or None, progress=bar)
+    with Warehouse(home) as wh, PartitionProgress("verify (repls)") as bar:
+        report = run_verify(wh, list(repls) or None, progress=bar)
     for m in report.mismatches + report.projection_errors:
         click.echo(f"MISMATCH {m['repl_id']} seq {m['seq']} [{m['kind']}]: {m['message']}")
     click.echo(f"run {report.run_id}: {report.repls} repls, {report.snapshots} snapshots: "

@@ -152,16 +152,15 @@ def list_(fmt: str, home: str | None) -> None:
     Example:
       otlake dataset list --format json
     """
+    from train.dataset import datasets
     from warehouse.store import Warehouse
+    from warehouse.stores import DuckDBStore
 
     with Warehouse(home, read_only=True) as wh:
-        if not _has_tables(wh.con):
-            click.echo("no datasets yet: build one with `otlake dataset build NAME --out DIR`")
-            return
-        cur = wh.con.execute("""SELECT dataset_id AS name, created_at, train_examples AS train,
-                                       eval_examples AS eval, out_dir, run_id FROM datasets ORDER BY dataset_id""")
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
+        built = datasets(DuckDBStore(wh.con))
+    columns = ["name", "created_at", "train", "eval", "out_dir", "run_id"]
+    rows = [(d["dataset_id"], d["created_at"], d["train_examples"], d["eval_examples"], d["out_dir"], d["run_id"])
+            for d in built]
     if not rows and fmt == "table":
         click.echo("no datasets yet: build one with `otlake dataset build NAME --out DIR`")
         return
@@ -179,20 +178,12 @@ def show(name: str, fmt: str, home: str | None) -> None:
     Example:
       otlake dataset show repair-v1
     """
+    from train.dataset import dataset as dataset_row
     from warehouse.store import Warehouse
+    from warehouse.stores import DuckDBStore
 
     with Warehouse(home, read_only=True) as wh:
-        columns, row, names = [], [], []
-        if _has_tables(wh.con):
-            cur = wh.con.execute("SELECT * FROM datasets WHERE dataset_id = ?", [name])
-            columns = [d[0] for d in cur.description]
-            row = cur.fetchall()
-            names = [r[0] for r in wh.con.execute("SELECT dataset_id FROM datasets ORDER BY 1").fetchall()]
-        if not row:
-            raise click.ClickException(f"no dataset {name!r} (datasets: {', '.join(names) or 'none yet'})")
-    info = dict(zip(columns, row[0]))
-    for key in ("params", "counts"):
-        info[key] = orjson.loads(info[key])
+        info = dataset_row(DuckDBStore(wh.con), name)
     info["created_at"] = info["created_at"].isoformat().replace("+00:00", "Z")
     if fmt == "json":
         click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
@@ -211,7 +202,3 @@ def show(name: str, fmt: str, home: str | None) -> None:
                        for s in steps], "table"))
     click.echo("parameters: " + orjson.dumps(info["params"]).decode())
 
-
-def _has_tables(con) -> bool:
-    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'datasets'").fetchall()
-    return rows[0][0] > 0

@@ -35,15 +35,16 @@ __all__ = ["DatasetError", "DatasetOptions", "DatasetReport", "EvalReport", "Pai
 
 
 def verify(wh: Warehouse, repl_ids: list[str] | None = None,
-           progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check every snapshot event of the given repls (all by default); mismatches go to quarantine.
+           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    """Check every snapshot event of the given repls (all by default); mismatches go to quarantine;
+    progress(repls done, repls).
 
     UnknownRepl (before any run is recorded) if one of repl_ids has no stored event.
     """
     if repl_ids:
         require_repls(wh.con, repl_ids)
     run = run_stage(VerifyStage(repl_ids), DuckDBStore(wh.con), LocalEngine(), {"repls": repl_ids},
-                    progress=(lambda done, total: progress(1)) if progress else None)
+                    progress=progress)
     report = VerifyReport(run.run_id, repls=run.extra.get("repls", 0), snapshots=run.extra.get("snapshots", 0),
                           matched=run.extra.get("matched", 0))
     report.mismatches = run.details.get("mismatches", [])

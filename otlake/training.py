@@ -30,21 +30,19 @@ def dataset_ref(dataset: str, home: str | None) -> config_mod.DatasetRef:
         (train_n, train_sha), (eval_n, eval_sha) = digest("train.jsonl"), digest("eval.jsonl")
         return config_mod.DatasetRef(folder.name, folder.resolve(), train_n, eval_n, train_sha, eval_sha,
                                      hashlib.sha256(card.read_bytes()).hexdigest())
+    from train.dataset import DatasetError
+    from train.dataset import dataset as dataset_row
     from warehouse.store import Warehouse
+    from warehouse.stores import DuckDBStore
 
     with Warehouse(home, read_only=True) as wh:
-        names = []
-        tables = {r[0] for r in wh.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        rows = []
-        if "datasets" in tables:
-            rows = wh.con.execute("""SELECT dataset_id, out_dir, train_examples, eval_examples, train_sha256,
-                                            eval_sha256, card_sha256 FROM datasets WHERE dataset_id = ?""",
-                                  [dataset]).fetchall()
-            names = [r[0] for r in wh.con.execute("SELECT dataset_id FROM datasets ORDER BY 1").fetchall()]
-    if not rows:
-        raise TrainError(f"no dataset {dataset!r} in the warehouse (datasets: {', '.join(names) or 'none yet'}; "
-                         "build one with `otlake dataset build NAME --out DIR`, or pass a dataset folder)")
-    name, out_dir, train_n, eval_n, train_sha, eval_sha, card_sha = rows[0]
+        try:
+            row = dataset_row(DuckDBStore(wh.con), dataset)
+        except DatasetError as e:
+            raise TrainError(f"{e}, or pass a dataset folder") from None
+    name, out_dir = row["dataset_id"], row["out_dir"]
+    train_n, eval_n = row["train_examples"], row["eval_examples"]
+    train_sha, eval_sha, card_sha = row["train_sha256"], row["eval_sha256"], row["card_sha256"]
     folder = Path(out_dir)
     if not folder.is_dir():
         raise TrainError(f"dataset {name!r} was written to {folder}, which no longer exists: rebuild it with "

@@ -312,7 +312,7 @@ def test_list_and_show(lake, tmp_path, cli):
     info = json.loads(cli("show", "v1", "--home", lake, "--format", "json").output)
     assert info["params"]["max_examples"] == 10 and info["counts"]["train"] == 9
     missing = cli("show", "v9", "--home", lake, ok=False)
-    assert missing.exit_code == 1 and "no dataset 'v9' (datasets: v1)" in missing.output
+    assert missing.exit_code == 1 and "no dataset 'v9' in the warehouse (datasets: v1)" in missing.output
 
 
 def test_the_card_header_is_a_hugging_face_dataset_config_of_the_splits_written(lake, tmp_path, cli):

@@ -388,3 +388,29 @@ def _empty_splits(splits: dict[str, list[Kept]], options: DatasetOptions) -> dic
         raise DatasetError(f"{'; '.join(empty[s] for s in asked)}; nothing was written. Select more examples, "
                            "change --eval-share, or pass --empty-split skip to write the other split alone")
     return empty
+
+
+def datasets(store) -> list[dict]:
+    """Every built dataset's row (the `datasets` table), by name; none before the first build."""
+    from warehouse.stores import StoreError
+
+    try:
+        rows = read_table(store, "datasets").sort_by("dataset_id").to_pylist()
+    except StoreError:  # a warehouse that never built one has no dataset tables
+        return []
+    for row in rows:
+        for key in ("params", "counts"):
+            if isinstance(row.get(key), str):
+                row[key] = orjson.loads(row[key])
+    return rows
+
+
+def dataset(store, name: str) -> dict:
+    """One dataset's row; DatasetError naming the datasets there are when there is none by that name."""
+    rows = datasets(store)
+    found = [r for r in rows if r["dataset_id"] == name]
+    if not found:
+        names = ", ".join(r["dataset_id"] for r in rows) or "none yet"
+        raise DatasetError(f"no dataset {name!r} in the warehouse (datasets: {names}): build one with "
+                           "`otlake dataset build NAME --out DIR`")
+    return found[0]
