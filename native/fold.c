@@ -1,5 +1,5 @@
 /*
- * warehouse._fold: the compiled stream fold of otlake ingest.
+ * ot_replay._fold: the compiled stream fold of otlake ingest.
  *
  * It does what warehouse.projector.Projector does for a batch of `ot` and
  * `file` rows (sorted by repl_id, seq): replay each packet onto its file,
@@ -2244,7 +2244,7 @@ static PyBufferProcs mem_as_buffer = {mem_getbuffer, NULL};
 
 static PyTypeObject MemType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "warehouse._fold.Mem",
+    .tp_name = "ot_replay._fold.Mem",
     .tp_basicsize = sizeof(MemObject),
     .tp_dealloc = mem_dealloc,
     .tp_as_buffer = &mem_as_buffer,
@@ -2586,7 +2586,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "warehouse._fold",
+    PyModuleDef_HEAD_INIT, "ot_replay._fold",
     "The compiled ot/file fold of ingest; see warehouse.fold_native.", -1, methods,
     NULL, NULL, NULL, NULL,
 };

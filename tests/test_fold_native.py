@@ -1,4 +1,4 @@
-"""The compiled fold (warehouse.fold_native, native/fold.c) against the Python Projector.
+"""The compiled fold (ot_replay.fold_native, native/fold.c) against the Python Projector (ot_replay.fold).
 
 Projector is the reference: every test folds the same rows both ways and
 asserts the same tables, row for row and in order, and the same refusals.
@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from events.errors import BadEvent
 from events.simulator import long_session, simulate
 from events.validate import validate_event
+from ot_replay import _fold, fold_native
 from ot_replay.buffer import TextBuffer, past_end
+from ot_replay.fold import COLUMNS, Projector, Rows
+from ot_replay.fold_native import ResumeFile, fold_rows
 from ot_replay.state import FileState, ReplFiles
-from warehouse import _fold, fold_native
-from warehouse.fold_native import ResumeFile, fold_rows
-from warehouse.projector import COLUMNS, Projector, Rows
 
 from .conftest import apply_contract_ops
 

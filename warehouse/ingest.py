@@ -7,7 +7,7 @@ Per chunk of records, in one transaction:
    (same key, same content), conflict (same key, other content), or
    already quarantined; a late event (older than what a repl has stored)
    makes that repl rebuild from all its events;
-3. fold each repl's new ot/file events in seq order (projector.py);
+3. fold each repl's new ot/file events in seq order (ot_replay's compiled fold);
 4. write events, diagnostics and repls straight from the staged rows in SQL,
    and the fold's rows through Arrow.
 A killed run leaves whole chunks; a rerun finds them stored and goes on.
@@ -31,10 +31,10 @@ import pyarrow.compute as pc
 from events.errors import BadEvent, OtlakeError
 from events.readers import LineBlock, Record, iter_line_blocks, raw_of, read_events
 from events.validate import check_strings, located_in, storable_text
+from ot_replay.fold import COLUMNS
+from ot_replay.fold_native import ResumeFile, fold_rows
 
 from .classify import classify, rebuild_late_repls
-from .fold_native import fold_rows
-from .projector import COLUMNS, resume_states
 from .runs import finish_run, start_run
 from .stage import Staged, decode_record, quarantine_row, scan_rows, stage_records
 from .store import ROW_GROUP_SIZE, Warehouse
@@ -439,3 +439,36 @@ def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> Non
         seen.add(key)
         report.quarantined += 1
         report.by_error[kind] += 1
+
+
+def resume_states(con, repl_ids: list[str]) -> dict[str, list]:
+    """For each repl, its live files at the end of what is stored (fold_native.ResumeFile), in one pass."""
+    from .timetravel import TimeTravel
+
+    if not repl_ids:
+        return {}
+    cur = con.cursor()
+    try:
+        live = TimeTravel(cur).live_paths(repl_ids)
+    finally:
+        cur.close()
+    con.register("resume_repls", pa.table({"repl_id": pa.array(repl_ids, pa.string())}))
+    try:
+        heads = {(r, f): v for r, f, v in con.execute(
+            """SELECT repl_id, file_id, max(version) FROM ot_ops WHERE repl_id IN (SELECT repl_id FROM resume_repls)
+               GROUP BY repl_id, file_id""").fetchall()}
+        breaks = {(r, f): (kind, seq) for r, f, kind, seq in con.execute(
+            """SELECT repl_id, file_id, error_kind, seq FROM file_breaks
+               WHERE repl_id IN (SELECT repl_id FROM resume_repls)""").fetchall()}
+    finally:
+        con.unregister("resume_repls")
+    cur = con.cursor()
+    try:
+        texts = TimeTravel(cur).contents([(r, f, heads.get((r, f), 0)) for r, _, f in live])
+    finally:
+        cur.close()
+    states: dict[str, list] = {r: [] for r in repl_ids}
+    for (repl_id, path, file_id), text in zip(live, texts):
+        states[repl_id].append(ResumeFile(path, file_id, heads.get((repl_id, file_id), 0), text,
+                                          breaks.get((repl_id, file_id))))
+    return states

@@ -1,9 +1,11 @@
-"""The stream fold: a repl's ot and file events, in seq order, into file lineages and rows.
+"""The stream fold: a repl's ot and file events, in seq order, into file lineages and rows (Python reference).
 
-This is the one inherently sequential part of ingest (each packet needs the
-file state after the previous one), so it is the only part done per event
-in Python. A bad packet becomes an error and marks its file lineage broken,
-so every later packet of that file is refused too.
+Ingest runs the compiled fold (ot_replay.fold_native.fold_rows, native/fold.c), which gives the same rows
+and refusals as this Projector (the tests compare them row for row); a Timeline replays the rows.
+
+It is the one inherently sequential part of ingest (each packet needs the
+file state after the previous one). A bad packet becomes an error and marks
+its file lineage broken, so every later packet of that file is refused too.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
-import pyarrow as pa
 
 from events.errors import BadEvent
 from events.validate import parse_ops
-from ot_replay.state import ReplFiles
+
+from .state import ReplFiles
 
 COLUMNS = {
     "ot_ops": ("repl_id", "file_id", "version", "path", "seq", "ts", "ops", "crc32", "author"),
@@ -108,37 +110,3 @@ class Projector:
         for p, file_id in changes.items():
             self.rows.add("path_events", self.repl_id, seq, p, us, file_id)
         return None
-
-
-def resume_states(con, repl_ids: list[str]) -> dict[str, list]:
-    """For each repl, its live files at the end of what is stored (fold_native.ResumeFile), in one pass."""
-    from .fold_native import ResumeFile
-    from .timetravel import TimeTravel
-
-    if not repl_ids:
-        return {}
-    cur = con.cursor()
-    try:
-        live = TimeTravel(cur).live_paths(repl_ids)
-    finally:
-        cur.close()
-    con.register("resume_repls", pa.table({"repl_id": pa.array(repl_ids, pa.string())}))
-    try:
-        heads = {(r, f): v for r, f, v in con.execute(
-            """SELECT repl_id, file_id, max(version) FROM ot_ops WHERE repl_id IN (SELECT repl_id FROM resume_repls)
-               GROUP BY repl_id, file_id""").fetchall()}
-        breaks = {(r, f): (kind, seq) for r, f, kind, seq in con.execute(
-            """SELECT repl_id, file_id, error_kind, seq FROM file_breaks
-               WHERE repl_id IN (SELECT repl_id FROM resume_repls)""").fetchall()}
-    finally:
-        con.unregister("resume_repls")
-    cur = con.cursor()
-    try:
-        texts = TimeTravel(cur).contents([(r, f, heads.get((r, f), 0)) for r, _, f in live])
-    finally:
-        cur.close()
-    states: dict[str, list] = {r: [] for r in repl_ids}
-    for (repl_id, path, file_id), text in zip(live, texts):
-        states[repl_id].append(ResumeFile(path, file_id, heads.get((repl_id, file_id), 0), text,
-                                          breaks.get((repl_id, file_id))))
-    return states

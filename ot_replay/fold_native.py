@@ -1,7 +1,7 @@
-"""The compiled stream fold (warehouse._fold, native/fold.c): Projector's results, faster.
+"""The compiled stream fold (ot_replay._fold, native/fold.c): the Projector's results (ot_replay.fold), faster.
 
 `fold_rows` folds a batch of ot/file rows, sorted by (repl_id, seq), exactly
-as ingest drives warehouse.projector.Projector (a new Projector whenever the
+as ingest would drive ot_replay.fold.Projector (a new Projector whenever the
 repl changes, resumed from stored files where given) and returns the same
 rows and refusals. Projector stays the reference implementation: the tests
 compare the two row for row.
@@ -20,10 +20,10 @@ import pyarrow as pa
 
 from events.errors import BadEvent
 from events.validate import parse_ops
-from ot_replay.buffer import past_end
 
 from . import _fold
-from .projector import COLUMNS
+from .buffer import past_end
+from .fold import COLUMNS
 
 # input columns in the order fold() takes them: s string, i int64, u uint64
 _INPUTS = (("repl_id", "s"), ("seq", "i"), ("us", "i"), ("kind", "s"), ("path", "s"), ("version", "i"),
@@ -33,7 +33,7 @@ _TYPES = {"int64": pa.int64(), "uint64": pa.uint64()}
 
 @dataclass
 class ResumeFile:
-    """A live file of a repl at the end of what is stored (projector.resume_states gives them)."""
+    """A live file of a repl at the end of what is stored (warehouse.ingest.resume_states gives them)."""
 
     path: str
     file_id: int
@@ -106,6 +106,6 @@ def fold_rows(rows: pa.Table, every: int, resume: dict[str, list[ResumeFile]] | 
     for table, cols in tables.items():
         names = tuple(c[0] for c in cols)
         if names != COLUMNS[table]:
-            raise RuntimeError(f"warehouse._fold gives {table} columns {names}, projector has {COLUMNS[table]}")
+            raise RuntimeError(f"ot_replay._fold gives {table} columns {names}, projector has {COLUMNS[table]}")
         out[table] = pa.Table.from_arrays([_array(*c) for c in cols], names=list(names))
     return out, refused
