@@ -9,7 +9,7 @@ import time
 import orjson
 
 from events.simulator import long_session, simulate, write_jsonl
-from warehouse.ingest import ingest_files
+from otlake.stages import ingest_files
 from warehouse.store import Warehouse
 
 from .common import OUT, median_time, save

@@ -39,11 +39,10 @@ import orjson
 
 from local_lm.launcher import LocalServer, resolve
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_files, run_synth
 from synth.lm import LmSettings
 from synth.schema import Prompt
 from synth.verify import STEPS, count_steps, reason_group
-from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 
 from .common import OUT, save

@@ -24,8 +24,7 @@ from lsp_runner.config import DEFAULT_CONFIG
 from lsp_runner.linter import MetaLspLinter
 from lsp_runner.snapshot import Snapshot, temporary_root, write_tree
 from lsp_runner.tools import pyright_cli_command
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
-from warehouse.ingest import ingest_files
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_files, run_synth
 from warehouse.store import Warehouse
 from warehouse.stores import DuckDBStore, read_timeline
 

@@ -58,7 +58,7 @@ METRICS = (  # (stage, what the table calls it, unit, the count divided by the s
 # Each stage's API is imported from its newest location first, then the older ones; a stage none of them
 # has is "missing". Prints one JSON object: per stage, ok and its counts and seconds, or why not.
 _SCRIPT = r'''
-import json, shutil, sys, time, traceback
+import importlib, json, shutil, sys, time, traceback
 from pathlib import Path
 
 log, work, eval_sets = Path(sys.argv[1]), Path(sys.argv[2]), tuple(json.loads(sys.argv[3]))
@@ -152,6 +152,14 @@ def native():
     return fold is not None and importlib.util.find_spec("warehouse._scan") is not None
 
 
+# every stage's modules imported before any clock starts: a checkout that imports them when a stage runs
+# (otlake.stages does since 2026-12) would otherwise time its imports as the stage's work
+for module in ("warehouse.ingest", "synth.pairs", "synth.stage", "train.dataset", "train.export",
+               "synth.hygiene.decontam", "lsp_runner.pool", "eval.stage"):
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass
 result = {"python": sys.version.split()[0], "native_ingest": native()}
 after = {"pairs": "ingest", "synth": "pairs", "dataset": "synth"}
 for name, run in (("ingest", ingest), ("pairs", pairs), ("synth", synth), ("dataset", dataset)):

@@ -7,7 +7,7 @@ import random
 import shutil
 
 from events.simulator import long_session
-from warehouse.ingest import ingest_events
+from otlake.stages import ingest_events
 from warehouse.store import Warehouse
 
 from .common import OUT, median_time, save

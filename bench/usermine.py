@@ -55,7 +55,7 @@ from lsp_runner.linter import MetaLspLinter
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_files, run_synth
 from synth.linediff import render
 from synth.usermine import (
     adds_no_syntax_error,
@@ -65,7 +65,6 @@ from synth.usermine import (
     windowed_candidates,
 )
 from synth.verify import reason_group
-from warehouse.ingest import ingest_files
 from warehouse.store import Warehouse
 from warehouse.stores import DuckDBStore, read_timeline
 
@@ -321,7 +320,10 @@ try:
     from otlake.stages import SynthOptions, run_synth
 except ImportError:  # a checkout from before synth ran as a pipeline stage
     from otlake.synth_stage import SynthOptions, run_synth
-from warehouse.ingest import ingest_files
+try:
+    from otlake.stages import ingest_files
+except ImportError:  # a checkout from before ingest ran as a pipeline stage
+    from otlake.stages import ingest_files
 from warehouse.store import Warehouse
 log, home, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 with Warehouse(home) as wh:

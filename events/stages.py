@@ -16,10 +16,12 @@ import pyarrow as pa
 
 @dataclass(frozen=True)
 class Partition:
-    """One repl's rows: table name -> Arrow rows of that repl, for each table the stage reads."""
+    """One repl's rows: table name -> Arrow rows of that repl, for each table the stage reads. A stage whose
+    input is not in the store yet (ingest: files) makes its own partitions, the input in `payload`."""
 
     key: str
     tables: Mapping[str, pa.Table]
+    payload: Any = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class StageResult:
     extra: dict = field(default_factory=dict)  # counts (stored) and lists (reported) beside the reconciliation
     quarantined_records: int | None = None  # records quarantined, when not one per quarantine row
     seconds: Counter = field(default_factory=Counter)  # time per step (summed into the run's timings)
+    payload: Any = None  # what a stage's own `commit` needs of the result (never stored as it is)
 
     @property
     def quarantined(self) -> int:
@@ -62,7 +65,15 @@ class Stage(Protocol):
     `commit_partitions = False` (its outputs are decided in reduce; partitions' results are held for it); and
     the method `process_many(parts, ctx)`: the results of several partitions, in their order (an iterator),
     where working on them together pays (pairs: one checker call for the snapshots of many repls). An engine
-    calls it, where the stage has it, with the partitions it runs in one place."""
+    calls it, where the stage has it, with the partitions it runs in one place.
+
+    A stage whose input is not the store's tables, or whose output must be merged against what is stored
+    rather than upserted by key, may also have `partitions(store, params)` (its partitions, made from its
+    input; `pending` then names none) and `commit(store, run_id, result, ctx) -> StageResult` (the merge of
+    one partition's result, in partition order, returning what it counted). Ingest has both: its partitions
+    are chunks of the input files, parsed and validated anywhere, and its commit classifies each event
+    against the stored ones (new, duplicate, conflict) and folds the new ones on from each repl's stored
+    state."""
 
     name: str
     reads: tuple[str, ...]  # tables a partition holds, each filtered to the partition's repl

@@ -50,7 +50,7 @@ def ingest(files: tuple[Path, ...], checkpoint_every: int | None, chunk_records:
     Example:
       otlake ingest sessions.jsonl more.parquet
     """
-    from warehouse.ingest import ingest_files
+    from otlake.stages import ingest_files
     from warehouse.store import Warehouse
 
     total = sum(_count_records(p) for p in files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from events.privacy import public_sql
-from warehouse.ingest import ingest_files
+from otlake.stages import ingest_files
 from warehouse.store import Warehouse
 
 from .output import render

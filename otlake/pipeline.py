@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,12 +138,13 @@ class LocalEngine:
     rows in all the pool is not worth its start (a second or two) and partitions run here. Results come back
     in the order of the partitions."""
 
-    def __init__(self, workers: int = 1, task_rows: int = 2000, inline_rows: int = 8000) -> None:
+    def __init__(self, workers: int = 1, task_rows: int = 2000, inline_rows: int = 8000, ahead: bool = False) -> None:
         self.workers, self.task_rows, self.inline_rows = workers, task_rows, inline_rows
+        self.ahead = ahead  # in process: the next partition is read and processed in a thread meanwhile
 
     def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
         if self.workers <= 1:
-            yield from _process_all(stage, parts, ctx)
+            yield from (_ahead if self.ahead else _process_all)(stage, parts, ctx)
             return
         chunks = parts.chunks() if isinstance(parts, Partitions) else (
             Chunk([p.key], dict(p.tables), {t: [p.key] * rows.num_rows for t, rows in p.tables.items()})
@@ -208,6 +209,26 @@ def _init_worker(path: str) -> None:
 def _process_task(chunks: list[Chunk]) -> list[StageResult]:
     return list(_process_all(_WORKER["stage"], (part for chunk in chunks for part in chunk.partitions()),
                              _WORKER["ctx"]))
+
+
+def _ahead(stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
+    """Each partition's result, in order; the next partition is read and processed in a worker thread while
+    the caller commits this one (ingest: the scanner and DuckDB release the GIL, so reading chunk n+1
+    overlaps merging chunk n)."""
+    source = iter(parts)
+
+    def next_result() -> StageResult | None:
+        part = next(source, None)
+        return None if part is None else stage.process(part, ctx)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="otlake-ahead") as pool:
+        pending = pool.submit(next_result)
+        try:
+            while (result := pending.result()) is not None:
+                pending = pool.submit(next_result)
+                yield result
+        finally:
+            pending.cancel()
 
 
 def _process_all(stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]:
@@ -289,7 +310,9 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
     try:
         keys = stage.pending(store, params)
         wanted = set(keys)
-        parts = Partitions(store, stage, keys)
+        own = getattr(stage, "partitions", None)  # a stage whose input is not in the store makes its own
+        parts = own(store, params) if own is not None else Partitions(store, stage, keys)
+        merge = getattr(stage, "commit", None)  # a stage whose output is merged against what is stored
         per_partition = getattr(stage, "commit_partitions", True)
         columns: dict[str, list[str]] = {}  # each written table's columns, looked up once
         results = []
@@ -298,7 +321,11 @@ def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, A
             if part_key is not None and part_key not in wanted:
                 raise PipelineError(f"{stage.name}: a result for partition {part_key!r}, which was not pending")
             report.partitions += 1
-            if per_partition:
+            if merge is not None:
+                result = merge(store, run_id, result, ctx)
+                report.add(result)
+                results.append(_summary(result))
+            elif per_partition:
                 _commit(store, run_id, result, ctx, columns)
                 report.add(result)
                 results.append(_summary(result))

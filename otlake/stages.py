@@ -11,27 +11,77 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eval.errors import EvalError
-from eval.run import RunOptions, select
-from eval.stage import EvalReport, EvalStage, ReplitSet, ReplitStage, fewshot_demos, load_bench
-from lsp_runner.pool import LspPool
-from synth.hygiene.decontam import load_eval_set
-from synth.pairs import PairsOptions, PairsReport, PairsStage
-from synth.stage import SourceReport, SynthOptions, SynthReport, SynthStage
-from train.dataset import DatasetError, DatasetOptions, DatasetReport, DatasetStage, check_build
-from train.export import staging_folder
-from warehouse.dataset_schema import create_dataset_tables
-from warehouse.eval_schema import create_eval_tables
-from warehouse.store import Warehouse
 from warehouse.stores import DuckDBStore, Store, StoreError, read_table
-from warehouse.timetravel import require_repls
-from warehouse.verify import VerifyReport, VerifyStage
 
 from .pipeline import LocalEngine, run_stage
 
-__all__ = ["DatasetError", "DatasetOptions", "DatasetReport", "EvalReport", "PairsOptions", "PairsReport", "ReplitSet",
-           "SynthOptions", "SynthReport", "build_dataset", "build_pairs", "make_replit", "run_eval", "run_synth", "verify"]
+if TYPE_CHECKING:
+    from eval.run import RunOptions
+    from eval.stage import EvalReport, ReplitSet
+    from synth.pairs import PairsOptions, PairsReport
+    from synth.stage import SynthOptions, SynthReport
+    from train.dataset import DatasetError, DatasetOptions, DatasetReport
+    from warehouse.ingest import IngestReport
+    from warehouse.store import Warehouse
+    from warehouse.verify import VerifyReport
+
+__all__ = ["DatasetError", "DatasetOptions", "DatasetReport", "EvalReport", "IngestReport", "PairsOptions",
+           "PairsReport", "ReplitSet", "SynthOptions", "SynthReport", "build_dataset", "build_pairs", "ingest_events",
+           "ingest_files", "make_replit", "run_eval", "run_synth", "verify"]
+
+# the stages' own modules are imported when a stage runs (or a name below is asked for), so a command pays
+# only for the stage it runs (`otlake ingest` does not import DSPy)
+_EXPORTS = {"DatasetError": "train.dataset", "DatasetOptions": "train.dataset", "DatasetReport": "train.dataset",
+            "EvalReport": "eval.stage", "IngestReport": "warehouse.ingest", "PairsOptions": "synth.pairs",
+            "PairsReport": "synth.pairs", "ReplitSet": "eval.stage", "SynthOptions": "synth.stage",
+            "SynthReport": "synth.stage"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def ingest_files(wh: Warehouse, paths: list[Path], progress: Callable[[int], None] | None = None,
+                 checkpoint_every: int | None = None, chunk_records: int | None = None) -> IngestReport:
+    """Ingest event files (JSONL, JSONL.gz or Parquet) and record the run (warehouse.ingest.IngestStage);
+    progress(records) after each chunk. The next chunk is read while one is merged."""
+    from warehouse.ingest import CHUNK_RECORDS, file_chunks
+
+    chunks = file_chunks(paths, chunk_records or CHUNK_RECORDS)
+    return _ingest(wh, chunks, {"files": [_text(str(p)) for p in paths]}, progress, checkpoint_every, ahead=True)
+
+
+def ingest_events(wh: Warehouse, events, origin: str = "python", checkpoint_every: int | None = None,
+                  chunk_records: int | None = None) -> IngestReport:
+    """Ingest event dicts given from Python (the same checks as files). The caller's iterable is read on this
+    thread, in order: it may use the connection or thread-local state."""
+    from warehouse.ingest import CHUNK_RECORDS, event_chunks
+
+    chunks = event_chunks(events, origin, chunk_records or CHUNK_RECORDS)
+    return _ingest(wh, chunks, {"origin": origin}, None, checkpoint_every, ahead=False)
+
+
+def _text(value: str) -> str:
+    from events.validate import storable_text
+
+    return storable_text(value)  # a file name need not be UTF-8
+
+
+def _ingest(wh: Warehouse, chunks, params: dict, progress, requested_every: int | None, ahead: bool) -> IngestReport:
+    from warehouse.ingest import IngestReport, IngestStage, checkpoint_every, no_gc
+
+    store = DuckDBStore(wh.con)
+    every = checkpoint_every(store, requested_every)
+    with no_gc():
+        run = run_stage(IngestStage(chunks, every, progress), store, LocalEngine(ahead=ahead),
+                        {**params, "checkpoint_every": every})
+    return IngestReport.from_run(run)
 
 
 def verify(wh: Warehouse, repl_ids: list[str] | None = None,
@@ -41,6 +91,9 @@ def verify(wh: Warehouse, repl_ids: list[str] | None = None,
 
     UnknownRepl (before any run is recorded) if one of repl_ids has no stored event.
     """
+    from warehouse.timetravel import require_repls
+    from warehouse.verify import VerifyReport, VerifyStage
+
     if repl_ids:
         require_repls(wh.con, repl_ids)
     run = run_stage(VerifyStage(repl_ids), DuckDBStore(wh.con), LocalEngine(), {"repls": repl_ids},
@@ -57,6 +110,9 @@ def build_pairs(wh: Warehouse, options: PairsOptions | None = None,
     """Decide every logged diagnostic not decided yet (DESIGN.md: the pairs stage); returns the reconciliation.
 
     The checker is a pool of `options.workers` warm pyright servers plus ruff; progress(repls done, repls)."""
+    from lsp_runner.pool import LspPool
+    from synth.pairs import PairsOptions, PairsReport, PairsStage
+
     options = options or PairsOptions()
     params = {"repls": list(options.repls), "since_us": options.since_us, "workers": options.workers,
               "stylistic": list(options.stylistic), "pyright": options.config.pyrightconfig(),
@@ -78,6 +134,9 @@ def run_synth(wh: Warehouse, options: SynthOptions, progress: Callable[[int, int
     One run of SynthStage per source, in the order given (user fixes first: the LM's few-shot pool is read
     from them); the checker is one pool of `options.workers` warm pyright servers plus ruff, the LM
     `options.lm`. progress(repls done, repls) per source."""
+    from lsp_runner.pool import LspPool
+    from synth.stage import SourceReport, SynthReport, SynthStage
+
     stages = [SynthStage(source, options) for source in options.sources]  # unknown sources refused first
     params = {"limit": options.limit, "judge": options.judge,
               "model": getattr(options.lm, "model", None), "workers": options.workers,
@@ -113,6 +172,11 @@ def build_dataset(wh: Warehouse, name: str, out: str | os.PathLike, options: Dat
     ConfigError/DatasetError before any run is recorded for a build that cannot be done as asked. The eval
     sets frozen in this warehouse (`otlake eval make-replit`) are always decontaminated against. With
     `options.workers` > 1, big builds run the per-example steps in a process pool (the local engine's)."""
+    from synth.hygiene.decontam import load_eval_set
+    from train.dataset import DatasetOptions, DatasetStage, check_build
+    from train.export import staging_folder
+    from warehouse.dataset_schema import create_dataset_tables
+
     options = options or DatasetOptions()
     create_dataset_tables(wh.con)
     store = DuckDBStore(wh.con)
@@ -154,6 +218,11 @@ def run_eval(wh: Warehouse, bench: str, data: list[str], model, options: RunOpti
     With `fewshot` > 0 (DSPy models), that many items of the bench become demos (their reference diff shown
     before every prompt) and are left out of the items judged.
     """
+    from eval.errors import EvalError
+    from eval.run import select
+    from eval.stage import EvalStage, fewshot_demos, load_bench
+    from warehouse.eval_schema import create_eval_tables
+
     create_eval_tables(wh.con)
     store = DuckDBStore(wh.con)
     paths = list(data)
@@ -184,6 +253,11 @@ def make_replit(wh: Warehouse, name: str, out: str | os.PathLike, per_rule: int,
                 overwrite: bool = False, extra_sets: list[str] | tuple[str, ...] = ()) -> ReplitSet:
     """Freeze a held-out Replit-style eval set from the warehouse and register it in `eval_sets`
     (eval.stage.ReplitStage): decontaminated against every dataset built so far and `extra_sets`."""
+    from eval.errors import EvalError
+    from eval.stage import ReplitStage
+    from warehouse.dataset_schema import create_dataset_tables
+    from warehouse.eval_schema import create_eval_tables
+
     create_eval_tables(wh.con)
     create_dataset_tables(wh.con)
     store = DuckDBStore(wh.con)

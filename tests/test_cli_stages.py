@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from otlake.cli import main
+from otlake.stages import ingest_events
 from tests.lm_server import ScriptedLM, diff_reply, verdict_reply
-from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
 from .test_pairs import scenario

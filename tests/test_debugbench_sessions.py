@@ -23,8 +23,7 @@ from events.validate import parse_ts
 from lsp_runner.diagnostic import normalize_message
 from lsp_runner.linter import MetaLspLinter
 from otlake.dataset_cli import DEBUGBENCH
-from otlake.stages import verify
-from warehouse.ingest import ingest_files
+from otlake.stages import ingest_files, verify
 from warehouse.store import Warehouse
 
 from .conftest import apply_contract_ops

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from warehouse.ingest import ingest_events, ingest_files
+from otlake.stages import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
 from .conftest import Log, write_jsonl

@@ -35,6 +35,7 @@ from otlake.stages import (
     SynthOptions,
     build_dataset,
     build_pairs,
+    ingest_files,
     make_replit,
     run_eval,
     run_synth,
@@ -42,7 +43,6 @@ from otlake.stages import (
 )
 from synth.lm import LmSettings
 from tests.lm_server import ScriptedLM, diff_reply, verdict_reply
-from warehouse.ingest import ingest_files
 from warehouse.schema import KEYS
 from warehouse.store import Warehouse
 

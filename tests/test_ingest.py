@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from events.parquet import events_to_table
-from warehouse.ingest import ingest_events, ingest_files
+from otlake.stages import ingest_events, ingest_files
 from warehouse.store import Warehouse
 
 from .conftest import Log, write_jsonl
@@ -66,10 +67,14 @@ def test_reingest_changes_nothing(wh, tmp_path):
     assert dump(wh) == before
     assert (second.stored, second.quarantined) == (0, 0)
     assert second.duplicates == first.stored and second.already_quarantined == first.quarantined == 1
-    runs = wh.con.execute("SELECT stage, status, reconciliation->>'balanced' FROM runs ORDER BY started_at").fetchall()
-    assert runs == [("ingest", "done", "true"), ("ingest", "done", "true")]
-    steps = wh.con.execute("SELECT json_keys(timings->'steps') FROM runs ORDER BY started_at LIMIT 1").fetchone()[0]
-    assert sorted(steps) == ["classify", "fold", "read", "stage", "write"]
+    runs = wh.con.execute("SELECT stage, status, reconciliation FROM runs ORDER BY started_at").fetchall()
+    assert [(stage, status) for stage, status, _ in runs] == [("ingest", "done"), ("ingest", "done")]
+    recon = [json.loads(r) for _, _, r in runs]
+    assert [(r["in"], r["out"], r["dropped"], r["quarantined"]) for r in recon] == [
+        (first.records_in, first.stored, {}, 1), (first.records_in, 0, {"duplicates": first.stored,
+                                                                         "already_quarantined": 1}, 0)]
+    steps = wh.con.execute("SELECT json_keys(timings->'steps') FROM runs ORDER BY started_at LIMIT 1").fetchall()[0][0]
+    assert sorted(steps) == ["classify", "fold", "stage", "write"]
 
 
 def test_chunk_boundaries_inside_a_repl_resume_file_state(tmp_path):
@@ -129,7 +134,7 @@ def test_sigkill_mid_ingest_then_restart_equals_one_clean_run(tmp_path):
         ingest_files(clean, [f], chunk_records=1000)
         assert dump(wh) == dump(clean)
         statuses = [s for (s,) in wh.con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
-        assert statuses == ["running", "done"]  # the killed run stays visible as never finished
+        assert statuses == ["interrupted", "done"]  # the killed run stays visible: the rerun saw its process gone
 
 
 def test_a_rebuild_keeps_records_that_are_still_bad_in_quarantine(wh):

@@ -31,11 +31,10 @@ from local_lm.fetch import FetchError, fetch
 from local_lm.launcher import LocalServer, ServerError, local_lm, running
 from local_lm.models import DEFAULT_MODEL, MODELS
 from otlake.cli import main
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_events, run_synth
 from synth.lm import LmSettings
 from synth.program import synthesize
 from synth.schema import Prompt
-from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
 from .conftest import skip_or_fail

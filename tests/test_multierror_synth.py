@@ -6,9 +6,8 @@ import pytest
 
 from lsp_runner.pool import LspPool
 from lsp_runner.snapshot import Snapshot
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_events, run_synth
 from synth.linediff import parse
-from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
 from .conftest import Log

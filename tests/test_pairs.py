@@ -10,8 +10,14 @@ import zlib
 import pytest
 
 from lsp_runner.config import LspConfig
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
-from warehouse.ingest import ingest_events, ingest_files
+from otlake.stages import (
+    PairsOptions,
+    SynthOptions,
+    build_pairs,
+    ingest_events,
+    ingest_files,
+    run_synth,
+)
 from warehouse.store import Warehouse
 
 from .conftest import Log, write_jsonl

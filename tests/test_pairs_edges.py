@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.result import CheckResult
-from otlake.stages import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, build_pairs, ingest_events
 from synth.verify import Verification, lsp_verdict
-from warehouse.ingest import ingest_events
 
 from .conftest import Log
 

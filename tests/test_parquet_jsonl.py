@@ -17,7 +17,7 @@ from events.errors import OtlakeError
 from events.parquet import events_to_table, read_parquet, write_parquet
 from events.simulator import simulate, write_jsonl
 from otlake.cli import main
-from warehouse.ingest import ingest_files
+from otlake.stages import ingest_files
 from warehouse.store import Warehouse
 
 

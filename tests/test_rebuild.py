@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from warehouse.ingest import ingest_events, ingest_files
+from otlake.stages import ingest_events, ingest_files
 
 from .conftest import write_jsonl
 

@@ -6,7 +6,7 @@ import random
 
 from events.validate import parse_ts
 from ot_replay.replay import replay_to
-from warehouse.ingest import ingest_events
+from otlake.stages import ingest_events
 from warehouse.stores import DuckDBStore, read_timeline
 
 from .test_ingest import busy_log

@@ -24,8 +24,8 @@ from events.errors import BadEvent
 from events.schema import FIELDS
 from events.simulator import long_session, simulate
 from events.validate import validate_event
+from otlake.stages import ingest_events, ingest_files
 from warehouse import _scan
-from warehouse.ingest import ingest_events, ingest_files
 from warehouse.scan_native import SCHEMA, scan_lines
 from warehouse.stage import (
     FAST_KINDS,

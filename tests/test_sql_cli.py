@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from otlake.cli import main
-from warehouse.ingest import ingest_events
+from otlake.stages import ingest_events
 from warehouse.store import Warehouse
 
 from .conftest import Log

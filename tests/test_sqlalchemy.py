@@ -15,8 +15,8 @@ from duckdb_engine.datatypes import HugeInteger, Map, Struct, UBigInteger
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from otlake.stages import ingest_events
 from warehouse.dataset_schema import DATASET_TABLES
-from warehouse.ingest import ingest_events
 from warehouse.schema import TABLES
 from warehouse.store import Warehouse, sqlalchemy_engine
 

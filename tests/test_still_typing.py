@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from otlake.stages import PairsOptions, build_pairs
+from otlake.stages import PairsOptions, build_pairs, ingest_events
 from synth.still_typing import burst_versions, still_typing
-from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
 from .conftest import BASE, Log

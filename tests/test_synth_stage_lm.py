@@ -5,10 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_events, run_synth
 from synth.lm import LmSettings
 from tests.lm_server import ScriptedLM, diff_reply, malformed_reply, verdict_reply
-from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
 from .test_synth_user import _session

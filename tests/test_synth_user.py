@@ -5,10 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from otlake.stages import PairsOptions, SynthOptions, build_pairs, run_synth
+from otlake.stages import PairsOptions, SynthOptions, build_pairs, ingest_events, run_synth
 from synth.usermine import pause_points, user_diff, windowed_fix
 from synth.verify import verify_static
-from warehouse.ingest import ingest_events
 from warehouse.store import Warehouse
 
 from .conftest import Log

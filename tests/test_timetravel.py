@@ -7,7 +7,7 @@ import random
 import pytest
 from sqlalchemy import text as sql_text
 
-from warehouse.ingest import ingest_events
+from otlake.stages import ingest_events
 from warehouse.store import Warehouse, sqlalchemy_engine
 
 from .conftest import Log, apply_contract_ops

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from events.errors import OtlakeError
-from otlake.stages import verify
-from warehouse.ingest import ingest_events
+from otlake.stages import ingest_events, verify
 from warehouse.timetravel import UnknownRepl, require_repls
 
 from .conftest import Log

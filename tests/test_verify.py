@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from otlake.stages import verify
-from warehouse.ingest import ingest_events
+from otlake.stages import ingest_events, verify
 
 from .test_ingest import busy_log
 
@@ -56,7 +55,7 @@ def test_verify_catches_a_damaged_checkpoint(wh):
 def test_keys_stay_unique_and_verify_finds_a_duplicate(wh, tmp_path):
     """The derived tables' keys are kept by ingest, not by constraints: duplicates, a re-ingest and a late
     event leave every key unique, and verify reports a key that is not."""
-    from warehouse.ingest import ingest_files
+    from otlake.stages import ingest_files
     from warehouse.schema import KEYS
 
     from .conftest import write_jsonl

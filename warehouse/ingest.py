@@ -1,6 +1,6 @@
-"""Ingest event files into the warehouse.
+"""Ingest event files into the warehouse: the ingest stage (IngestStage; otlake.stages runs it).
 
-Per chunk of records, in one transaction:
+Per chunk of records (a partition), read and validated in `process`, then merged in one transaction:
 1. stage: JSON lines are parsed and checked by DuckDB in bulk (fast lane);
    anything else is validated in Python (slow lane), see stage.py;
 2. classify each staged event against the warehouse: new, duplicate
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import gc
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +29,14 @@ import pyarrow.compute as pc
 
 from events.errors import BadEvent, OtlakeError
 from events.readers import LineBlock, Record, iter_line_blocks, raw_of, read_events
+from events.stages import Context, Partition, StageResult
 from events.validate import check_strings, located_in, storable_text
 from ot_replay.fold import COLUMNS
 from ot_replay.fold_native import ResumeFile, fold_rows
 
 from .classify import classify, rebuild_late_repls
-from .runs import finish_run, start_run
 from .stage import Staged, decode_record, quarantine_row, scan_rows, stage_records
-from .store import ROW_GROUP_SIZE, Warehouse
+from .store import ROW_GROUP_SIZE
 
 CHUNK_RECORDS = 200_000
 DEFAULT_CHECKPOINT_EVERY = 256
@@ -61,6 +60,19 @@ class IngestReport:
     seconds: float = 0.0
     step_seconds: dict[str, float] = field(default_factory=dict)  # stage, classify, fold, write; the rest is reading
 
+    @classmethod
+    def from_run(cls, run) -> IngestReport:
+        """The report of a pipeline run of IngestStage (otlake.pipeline.RunReport)."""
+        extra = run.extra
+        report = cls(run.run_id, records_in=run.count_in, stored=run.count_out,
+                     duplicates=run.dropped.get("duplicates", 0), quarantined=run.quarantined,
+                     already_quarantined=run.dropped.get("already_quarantined", 0),
+                     repls_rebuilt=extra.get("repls_rebuilt", 0), rebuilt_stored=extra.get("rebuilt_stored", 0),
+                     rebuilt_quarantined=extra.get("rebuilt_quarantined", 0), slow_lane=extra.get("slow_lane", 0),
+                     seconds=run.seconds, step_seconds=dict(run.steps))
+        report.by_error.update(extra.get("quarantined_by_kind", {}))
+        return report
+
     def balanced(self) -> bool:
         return self.records_in == self.stored + self.duplicates + self.quarantined + self.already_quarantined
 
@@ -82,7 +94,7 @@ class IngestReport:
 
 @dataclass
 class Chunk:
-    """Either JSON lines of one file (fast lane first) or decoded records (slow lane)."""
+    """Either JSON lines of one file (fast lane first) or decoded records (slow lane): a partition of ingest."""
 
     origin: str = ""
     lines: LineBlock | None = None
@@ -93,8 +105,9 @@ class Chunk:
 
 
 @contextmanager
-def _no_gc():
-    # ingest makes millions of short-lived containers and no cycles; the cyclic GC only costs time here
+def no_gc():
+    """The cyclic GC off for a run: ingest makes millions of short-lived containers and no cycles; the GC only
+    costs time here."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -104,13 +117,12 @@ def _no_gc():
             gc.enable()
 
 
-def _checkpoint_every(wh: Warehouse, requested: int | None) -> int:
-    """K is fixed per warehouse at its first ingest: file_at relies on checkpoints K versions apart."""
-    row = wh.con.execute("SELECT value FROM meta WHERE key = 'checkpoint_every'").fetchone()
-    if row is not None:
-        return int(row[0])
+def _checkpoint_every(con, requested: int | None) -> int:
+    rows = con.execute("SELECT value FROM meta WHERE key = 'checkpoint_every'").fetchall()
+    if rows:
+        return int(rows[0][0])
     every = requested or DEFAULT_CHECKPOINT_EVERY
-    wh.con.execute("INSERT INTO meta VALUES ('checkpoint_every', ?)", [str(every)])
+    con.execute("INSERT INTO meta VALUES ('checkpoint_every', ?)", [str(every)])
     return every
 
 
@@ -130,23 +142,18 @@ def _record_chunks(records: Iterable[Record], size: int) -> Iterator[Chunk]:
         yield chunk
 
 
-def ingest_files(wh: Warehouse, paths: list[Path], progress: Callable[[int], None] | None = None,
-                 checkpoint_every: int | None = None, chunk_records: int = CHUNK_RECORDS) -> IngestReport:
-    """Ingest event files (JSONL, JSONL.gz or Parquet) and record the run."""
-    def chunks() -> Iterator[Chunk]:
-        for p in paths:
-            if p.suffix.lower() == ".parquet":
-                yield from _record_chunks(read_events(p), chunk_records)
-            else:
-                read_events(p)  # refuses unknown suffixes up front
-                yield from _jsonl_chunks(p, chunk_records)
-    return _ingest(wh, chunks(), {"files": [storable_text(str(p)) for p in paths]}, progress, checkpoint_every,
-                   ahead=True)
+def file_chunks(paths: list[Path], chunk_records: int = CHUNK_RECORDS) -> Iterator[Chunk]:
+    """The input of ingesting files (JSONL, JSONL.gz or Parquet), a chunk of records at a time."""
+    for p in paths:
+        if p.suffix.lower() == ".parquet":
+            yield from _record_chunks(read_events(p), chunk_records)
+        else:
+            read_events(p)  # refuses unknown suffixes up front
+            yield from _jsonl_chunks(p, chunk_records)
 
 
-def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
-                  checkpoint_every: int | None = None, chunk_records: int = CHUNK_RECORDS) -> IngestReport:
-    """Ingest event dicts given from Python (same checks as files)."""
+def event_chunks(events: Iterable[dict], origin: str = "python", chunk_records: int = CHUNK_RECORDS) -> Iterator[Chunk]:
+    """The input of ingesting event dicts given from Python (the same checks as files)."""
     def records() -> Iterator[Record]:
         for i, ev in enumerate(events, 1):
             try:
@@ -155,35 +162,68 @@ def ingest_events(wh: Warehouse, events: Iterable[dict], origin: str = "python",
                 yield Record(f"{origin}:{i}", None, located_in(e, ev), raw_of(ev))
                 continue
             yield Record(f"{origin}:{i}", dict(ev) if isinstance(ev, dict) else ev, None, None)
-    # the caller's iterable is read on this thread, in order: it may use the connection or thread-local state
-    return _ingest(wh, _record_chunks(records(), chunk_records), {"origin": origin}, None, checkpoint_every,
-                   ahead=False)
+    return _record_chunks(records(), chunk_records)
 
 
-def _ingest(wh: Warehouse, chunks: Iterable[Chunk], params: dict, progress, checkpoint_every,
-            ahead: bool) -> IngestReport:
-    every = _checkpoint_every(wh, checkpoint_every)
-    run_id = start_run(wh.con, "ingest", {**params, "checkpoint_every": every})
-    report = IngestReport(run_id)
-    started = time.perf_counter()
-    try:
-        with _no_gc():
-            for prepared in _prepare_ahead(chunks) if ahead else map(_prepare, chunks):
-                _ingest_chunk(wh.con, prepared, report, every)
-                if progress:
-                    progress(prepared.size)
-    except BaseException:
-        report.seconds = time.perf_counter() - started
-        finish_run(wh.con, run_id, "failed", report.as_dict(), {"seconds": round(report.seconds, 3)})
-        raise
-    report.seconds = time.perf_counter() - started
-    steps = {k: round(v, 3) for k, v in report.step_seconds.items()}
-    # stage runs in the reader thread, beside the other steps; read: time spent waiting for the reader
-    steps["read"] = round(report.seconds - sum(v for k, v in report.step_seconds.items() if k != "stage"), 3)
-    finish_run(wh.con, run_id, "done", report.as_dict(),
-               {"seconds": round(report.seconds, 3), "steps": steps,
-                "records_per_second": round(report.records_in / report.seconds) if report.seconds else None})
-    return report
+def checkpoint_every(store, requested: int | None) -> int:
+    """K is fixed per warehouse at its first ingest: file_at relies on checkpoints K versions apart."""
+    return _checkpoint_every(_con(store), requested)
+
+
+def _con(store):
+    con = getattr(store, "con", None)
+    if con is None:
+        raise OtlakeError(f"ingest writes into the warehouse's DuckDB file; {type(store).__name__} has no merge for "
+                          "events yet")
+    return con
+
+
+class IngestStage:
+    """The ingest stage (events.stages contract): its partitions are chunks of the input (`chunks`, an
+    iterable of Chunk made when the run starts), not repls.
+
+    `process` reads and validates a chunk (pure: the compiled scanner first, Python for the rest); `commit`
+    merges it into the warehouse in one transaction: each event classified against the stored ones (new,
+    duplicate, conflict, already quarantined; a late event makes its repl rebuild), the new ot/file events
+    folded on from each repl's stored state (ot_replay's compiled fold), then written with its quarantine
+    rows. Records in = stored + duplicates + quarantined + already quarantined, per chunk and per run. A killed
+    run leaves whole chunks; a rerun finds them stored and goes on.
+    """
+
+    name = "ingest"
+    reads: tuple[str, ...] = ()
+    writes = ("events", "ot_ops", "path_events", "file_breaks", "checkpoints", "diagnostics", "repls", "quarantine")
+
+    def __init__(self, chunks: Iterable[Chunk], every: int, progress: Callable[[int], None] | None = None) -> None:
+        self.chunks, self.every, self.progress = chunks, every, progress
+
+    def pending(self, store, params) -> list[str]:
+        return []  # the input is not in the store: `partitions` makes them
+
+    def partitions(self, store, params) -> Iterator[Partition]:
+        for n, chunk in enumerate(self.chunks):
+            yield Partition(f"{chunk.origin or 'records'}#{n}", {}, chunk)
+
+    def process(self, part: Partition, ctx: Context) -> StageResult:
+        prepared = _prepare(part.payload)
+        return StageResult(payload=prepared)
+
+    def commit(self, store, run_id: str, result: StageResult, ctx: Context) -> StageResult:
+        prepared: Prepared = result.payload
+        report = IngestReport(run_id)
+        _ingest_chunk(_con(store), prepared, report, self.every)
+        if self.progress:
+            self.progress(prepared.size)
+        dropped = Counter({k: v for k, v in (("duplicates", report.duplicates),
+                                             ("already_quarantined", report.already_quarantined)) if v})
+        return StageResult(count_in=report.records_in, count_out=report.stored, dropped=dropped,
+                           quarantined_records=report.quarantined, seconds=Counter(report.step_seconds),
+                           extra={"repls_rebuilt": report.repls_rebuilt, "rebuilt_stored": report.rebuilt_stored,
+                                  "rebuilt_quarantined": report.rebuilt_quarantined, "slow_lane": report.slow_lane,
+                                  "quarantined_by_kind": dict(sorted(report.by_error.items()))})
+
+    def reduce(self, results, ctx) -> None:
+        return None
 
 
 @dataclass
@@ -212,28 +252,6 @@ def _prepare(chunk: Chunk) -> Prepared:
         slow = list(enumerate(chunk.records))
     rows, bad = stage_records(slow)
     return Prepared(len(chunk), chunk.origin, fast, rows, bad, len(slow), time.perf_counter() - started)
-
-
-def _prepare_ahead(chunks: Iterable[Chunk]) -> Iterator[Prepared]:
-    """Prepared chunks in order; the next one is read and staged in a worker thread meanwhile.
-
-    The scanner and DuckDB release the GIL, so reading chunk n+1 overlaps classifying, folding and
-    writing chunk n. Classifying needs the chunks before it stored, so it stays in order.
-    """
-    source = iter(chunks)
-
-    def next_prepared() -> Prepared | None:
-        chunk = next(source, None)
-        return None if chunk is None else _prepare(chunk)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="otlake-read") as pool:
-        pending = pool.submit(next_prepared)
-        try:
-            while (prepared := pending.result()) is not None:
-                pending = pool.submit(next_prepared)
-                yield prepared
-        finally:
-            pending.cancel()
 
 
 def _lines_table(block: LineBlock) -> pa.Table:

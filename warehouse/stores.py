@@ -224,6 +224,11 @@ class DuckDBStore:
         self._names = itertools.count()
         self._known: dict[str, dict[str, str]] = {}  # table -> its columns, looked up once (tables never shrink)
 
+    @property
+    def con(self):
+        """The warehouse's connection, for what runs as SQL inside it (ingest's merge, time travel)."""
+        return self._con
+
     def _columns(self, table: str) -> dict[str, str]:
         if table in self._known:
             return self._known[table]
