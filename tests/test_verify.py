@@ -96,3 +96,42 @@ def test_verify_names_a_damaged_stored_event_and_replays_no_further(wh, log):
     report = verify(wh)
     assert [(e["kind"], e["seq"]) for e in report.projection_errors] == [("replay_error", seq)]
     assert "skip" in report.projection_errors[0]["message"] and report.snapshots == 0
+
+
+def test_a_killed_verify_run_restarts_and_ends_like_a_clean_one(tmp_path):
+    """SIGKILL after two of six repls: their findings are committed, the rest not; the rerun marks the killed
+    run interrupted and ends with the quarantine of a clean run."""
+    import os
+    import subprocess
+    import sys
+
+    from otlake.stages import ingest_events
+    from warehouse.store import Warehouse
+
+    from .killing import kill_at_progress
+
+    events = []
+    for r in range(6):  # six repls, long enough to replay that the kill lands mid-run, each with a bad snapshot
+        log = busy_log(f"v{r}", 20 + r, 3000)
+        log.add("snapshot", files={"nope.py": ""})
+        events += log.events
+    for name in ("killed", "clean"):
+        with Warehouse(tmp_path / name) as wh:
+            ingest_events(wh, events)
+    env = {**os.environ, "OTLAKE_HOME": str(tmp_path / "killed"), "OTLAKE_TRACE": "1"}
+    kill_at_progress([sys.executable, "-m", "otlake", "verify"], env, 2)
+    with Warehouse(tmp_path / "killed") as wh:
+        partial = wh.con.execute("SELECT count(*) FROM quarantine WHERE source = 'verify'").fetchall()[0][0]
+    assert 2 <= partial < 6  # whole repls: each one's findings are one commit
+    done = subprocess.run([sys.executable, "-m", "otlake", "verify"], env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 1 and "6 repls, 12 snapshots: 6 match, 6 differ" in done.stdout, done.stdout
+    with Warehouse(tmp_path / "clean") as clean:
+        verify(clean)
+        want = clean.con.execute("SELECT key, error_kind, message FROM quarantine ORDER BY key").fetchall()
+    with Warehouse(tmp_path / "killed") as wh:
+        got = wh.con.execute("SELECT key, error_kind, message FROM quarantine ORDER BY key").fetchall()
+        statuses = [s for (s,) in wh.con.execute(
+            "SELECT status FROM runs WHERE stage = 'verify' ORDER BY started_at").fetchall()]
+    assert got == want and len(got) == 6
+    assert statuses == ["interrupted", "done"]
