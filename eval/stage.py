@@ -29,7 +29,7 @@ import orjson
 import pyarrow as pa
 
 from events.privacy import is_public
-from events.stages import Context, Partition, StageResult
+from events.stages import Context, Partition, StageResult, StoreError, read_table
 
 from .errors import EvalError
 from .items import EvalItem, Skipped, item_part, load_debugbench, load_jsonl
@@ -62,15 +62,7 @@ def _json(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _read(store, table: str, where: Mapping | None = None, columns: list[str] | None = None) -> pa.Table:
-    from warehouse.stores import read_table
-
-    return read_table(store, table, where, columns)
-
-
 def _has(store, table: str) -> bool:
-    from warehouse.stores import StoreError
-
     try:
         store.schema(table)
     except StoreError:
@@ -131,7 +123,7 @@ def load_bench(store, bench: str, paths: Sequence[str]) -> tuple[list[EvalItem],
 def _eval_sets(store) -> dict[str, str]:
     if not _has(store, "eval_sets"):
         return {}
-    sets = _read(store, "eval_sets", columns=["name", "path"])
+    sets = read_table(store, "eval_sets", columns=["name", "path"])
     return dict(sorted(zip(sets.column("name").to_pylist(), sets.column("path").to_pylist(), strict=True)))
 
 
@@ -281,13 +273,13 @@ def list_runs(store) -> tuple[list[str], list[tuple]]:
     rows = []
     done = set()
     if _has(store, "eval_runs"):
-        for r in _read(store, "eval_runs", columns=["run_id", "bench", "model", "status", "items", "samples",
+        for r in read_table(store, "eval_runs", columns=["run_id", "bench", "model", "status", "items", "samples",
                                                     "metrics", "started_at"]).to_pylist():
             metrics = _loads(r["metrics"]) or {}
             done.add(r["run_id"])
             rows.append((r["started_at"], r["run_id"], r["bench"], r["model"], r["status"], r["items"], r["samples"],
                          *(_float(metrics.get(m)) for m in columns[6:12])))
-    for r in _read(store, "runs", {"stage": "eval"}, ["run_id", "status", "started_at", "params"]).to_pylist():
+    for r in read_table(store, "runs", {"stage": "eval"}, ["run_id", "status", "started_at", "params"]).to_pylist():
         if r["run_id"] not in done:
             params = _loads(r["params"]) or {}
             rows.append((r["started_at"], r["run_id"], params.get("bench"), params.get("model"), r["status"], None,
@@ -300,7 +292,7 @@ def baseline_folders(store, run_ids: Sequence[str]) -> list[tuple[str, str, str]
     """(model, bench, --out folder) of the newest done oracle and noop runs over the same items as run_ids."""
     if not _has(store, "eval_runs"):
         return []
-    runs = _read(store, "eval_runs", {"status": "done"},
+    runs = read_table(store, "eval_runs", {"status": "done"},
                  ["run_id", "model", "bench", "items_sha256", "counts", "started_at"]).to_pylist()
     items = {r["items_sha256"] for r in runs if r["run_id"] in set(run_ids)}
     newest: dict[tuple[str, str], dict] = {}
@@ -362,12 +354,12 @@ class ReplitStage:
 
         sets = [load_eval_set(p) for p in self.against]
         contamination = Contamination(sets, MinHasher()) if sets else None
-        in_datasets = set(_read(store, "dataset_examples", columns=["pair_id"]).column("pair_id").to_pylist()) \
+        in_datasets = set(read_table(store, "dataset_examples", columns=["pair_id"]).column("pair_id").to_pylist()) \
             if _has(store, "dataset_examples") else set()
-        repls = _read(store, "repls", columns=["repl_id", "is_private"])
+        repls = read_table(store, "repls", columns=["repl_id", "is_private"])
         public = {r for r, p in zip(repls.column("repl_id").to_pylist(), repls.column("is_private").to_pylist(),
                                     strict=True) if is_public(p)}
-        diffs = _read(store, "diffs", {"accepted": True}, ["pair_id", "source", "model", "diff", "fixed"])
+        diffs = read_table(store, "diffs", {"accepted": True}, ["pair_id", "source", "model", "diff", "fixed"])
         best: dict[str, dict] = {}
         for d in diffs.to_pylist():
             if d["diff"] is None or d["fixed"] is None:
@@ -375,7 +367,7 @@ class ReplitStage:
             rank = (d["source"] != "user", d["model"] is None, d["model"] or "")
             if d["pair_id"] not in best or rank < best[d["pair_id"]]["rank"]:
                 best[d["pair_id"]] = {**d, "rank": rank}
-        pairs = _read(store, "pairs", {"pair_id": sorted(best)},
+        pairs = read_table(store, "pairs", {"pair_id": sorted(best)},
                       ["pair_id", "repl_id", "ts", "path", "code", "message", "start_line", "content", "seq"])
         us = timestamps_us(pairs.column("ts"))
         rows = [(p, u) for p, u in zip(pairs.to_pylist(), us, strict=True) if p["repl_id"] in public]

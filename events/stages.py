@@ -1,4 +1,5 @@
-"""The types every stage speaks (DESIGN.md, "Stages, stores and engines"): a partition in, a result out.
+"""The types every stage speaks (DESIGN.md, "Stages, stores and engines"): a partition in, a result out, and
+the Store a stage's `pending` reads (its backends are in warehouse/stores.py).
 
 They live here, in the lowest package, so the stages of warehouse/, synth/ and eval/ implement the
 contract without importing otlake/, which runs them (otlake.pipeline.run_stage) on an engine.
@@ -6,12 +7,15 @@ contract without importing otlake/, which runs them (otlake.pipeline.run_stage) 
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
+
+from events.errors import OtlakeError
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,53 @@ class Stage(Protocol):
 
 class Engine(Protocol):
     def map(self, stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[StageResult]: ...
+
+
+# ---- the store a stage reads and the run log (backends: warehouse/stores.py) ----------------------------------
+
+RUN_STATUSES = ("running", "done", "failed", "interrupted")  # interrupted: its process died without finishing it
+Where = Mapping[str, Any]  # column -> a value, or a list/tuple/set of values (IN); every condition must hold
+
+
+class StoreError(OtlakeError):
+    """A store cannot read or commit what was asked (unknown table or column, rows without their key)."""
+
+
+class RunLog(Protocol):
+    """The `runs` table: one row per stage run. A run's timings hold the process (pid, host) until it finishes,
+    so a later run can tell a run whose process died (SIGKILL, a crash) from one still going."""
+
+    def start(self, stage: str, params: Mapping[str, Any]) -> str: ...
+    def interrupt_dead(self) -> list[str]: ...
+    def finish(self, run_id: str, status: str, reconciliation: Mapping[str, Any],
+               timings: Mapping[str, Any]) -> None: ...
+    def get(self, run_id: str) -> dict | None: ...
+
+
+class Store(Protocol):
+    """Where tables live: read by table, commit a run's output by key (DESIGN.md)."""
+
+    def read(self, table: str, where: Where | None = None,
+             columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]: ...
+    def commit(self, run_id: str, upserts: Mapping[str, pa.Table],
+               deletes: Mapping[str, pa.Table] | None = None) -> None: ...
+    def runs(self) -> RunLog: ...
+    def schema(self, table: str, columns: Sequence[str] | None = None) -> pa.Schema: ...
+
+
+def read_table(store: Store, table: str, where: Where | None = None,
+               columns: Sequence[str] | None = None) -> pa.Table:
+    """All of `store.read(...)` as one Arrow table (empty, with the table's columns, when nothing matches)."""
+    batches = list(store.read(table, where, columns))
+    if not batches:
+        return store.schema(table, columns).empty_table()
+    return pa.Table.from_batches(batches)
+
+
+def new_run_id(stage: str) -> str:
+    return f"{stage}-{uuid.uuid4().hex[:12]}"
+
+
+def stage_of(run_id: str | None) -> str:
+    """The stage a run id names (new_run_id's scheme: STAGE-12 hex digits); '?' for none."""
+    return run_id.rsplit("-", 1)[0] if run_id else "?"

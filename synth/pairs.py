@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.privacy import is_public
-from events.stages import Context, Partition, StageResult
+from events.stages import Context, Partition, StageResult, read_table
 from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic, matches
 from lsp_runner.snapshot import Snapshot
@@ -35,7 +35,6 @@ from ot_replay.ops import cursor
 from ot_replay.timeline import Timeline, timestamps_us
 from synth.still_typing import burst_versions, still_typing
 from synth.usermine import PAUSE_US
-from warehouse.stores import read_table
 
 # ruff[E501] line too long and ruff[I001] unsorted imports: style, not a repair (DESIGN.md)
 STYLISTIC_RULES = ("ruff[E501]", "ruff[I001]")

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from events.privacy import is_public
-from events.stages import Context, Partition, StageResult
+from events.stages import Context, Partition, StageResult, read_table
 from lsp_runner.config import DEFAULT_CONFIG, LspConfig
 from lsp_runner.diagnostic import Diagnostic
 from lsp_runner.snapshot import Snapshot
@@ -40,7 +40,6 @@ from synth.usermine import (
     windowed_candidates,
 )
 from synth.verify import Verification, count_steps, lsp_snapshots, lsp_verdict, verify_static
-from warehouse.stores import read_table
 
 SOURCES = ("user", "lm")
 # failures of the machinery, not verdicts on a diff: nothing is stored, so the next run tries again

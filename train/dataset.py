@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 
 from events.errors import ConfigError, OtlakeError
 from events.privacy import is_public
-from events.stages import Context, Partition, StageResult
+from events.stages import Context, Partition, StageResult, StoreError, read_table, stage_of
 from ot_replay.timeline import timestamps_us
 from synth.hygiene.decontam import NGRAM, Contamination
 from synth.hygiene.decontam import THRESHOLD as DECONTAM_THRESHOLD
@@ -51,7 +51,6 @@ from synth.hygiene.dedup import THRESHOLD, MinHasher
 from synth.hygiene.pipeline import BatchResult, Kept, clean_rows, deduplicate
 from synth.hygiene.split import sample, split_by_group
 from train.export import SPLITS, move_into_place, write_dataset
-from warehouse.stores import read_table, stage_of
 
 from .dataset_card import build_card
 
@@ -392,7 +391,6 @@ def _empty_splits(splits: dict[str, list[Kept]], options: DatasetOptions) -> dic
 
 def datasets(store) -> list[dict]:
     """Every built dataset's row (the `datasets` table), by name; none before the first build."""
-    from warehouse.stores import StoreError
 
     try:
         rows = read_table(store, "datasets").sort_by("dataset_id").to_pylist()

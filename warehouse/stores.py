@@ -15,22 +15,34 @@ import itertools
 import os
 import socket
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from events.errors import OtlakeError
+from events.stages import (
+    RUN_STATUSES,
+    RunLog,
+    Store,
+    StoreError,
+    Where,
+    new_run_id,
+    read_table,
+    stage_of,
+)
 from ot_replay.timeline import TABLES as TIMELINE_TABLES
 from ot_replay.timeline import Timeline
 
 from .dataset_schema import DATASET_TABLES
 from .eval_schema import EVAL_TABLES
 from .schema import KEYS, TABLES
+
+# the contract's types live in events.stages (synth/, train/ and eval/ read stores through them); named here too
+__all__ = ["RUN_STATUSES", "TABLE_KEYS", "DuckDBRunLog", "DuckDBStore", "MemoryRunLog", "MemoryStore", "RunLog", "Store",
+           "StoreError", "Where", "new_run_id", "read_table", "read_timeline", "stage_of"]
 
 # the key of every table a stage writes (the event tables' from warehouse.schema): a commit upserts and
 # deletes by it
@@ -49,52 +61,9 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "eval_items": ("run_id", "item_id", "sample"),
     "eval_sets": ("name",),
 }
-RUN_STATUSES = ("running", "done", "failed", "interrupted")  # interrupted: its process died without finishing it
-Where = Mapping[str, Any]  # column -> a value, or a list/tuple/set of values (IN); every condition must hold
-
-
-class StoreError(OtlakeError):
-    """A store cannot read or commit what was asked (unknown table or column, rows without their key)."""
-
-
-class RunLog(Protocol):
-    """The `runs` table: one row per stage run. A run's timings hold the process (pid, host) until it finishes,
-    so a later run can tell a run whose process died (SIGKILL, a crash) from one still going."""
-
-    def start(self, stage: str, params: Mapping[str, Any]) -> str: ...
-    def interrupt_dead(self) -> list[str]: ...
-    def finish(self, run_id: str, status: str, reconciliation: Mapping[str, Any],
-               timings: Mapping[str, Any]) -> None: ...
-    def get(self, run_id: str) -> dict | None: ...
-
-
-class Store(Protocol):
-    """Where tables live: read by table, commit a run's output by key (DESIGN.md)."""
-
-    def read(self, table: str, where: Where | None = None,
-             columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]: ...
-    def commit(self, run_id: str, upserts: Mapping[str, pa.Table],
-               deletes: Mapping[str, pa.Table] | None = None) -> None: ...
-    def runs(self) -> RunLog: ...
-    def schema(self, table: str, columns: Sequence[str] | None = None) -> pa.Schema: ...
-
-
-def read_table(store: Store, table: str, where: Where | None = None,
-               columns: Sequence[str] | None = None) -> pa.Table:
-    """All of `store.read(...)` as one Arrow table (empty, with the table's columns, when nothing matches)."""
-    batches = list(store.read(table, where, columns))
-    if not batches:
-        return store.schema(table, columns).empty_table()
-    return pa.Table.from_batches(batches)
-
-
 def read_timeline(store: Store, repl_id: str) -> Timeline:
     """The timeline of one repl (ot_replay.timeline): its derived rows read from the store."""
     return Timeline.from_tables(repl_id, *(read_table(store, t, {"repl_id": repl_id}) for t in TIMELINE_TABLES))
-
-
-def new_run_id(stage: str) -> str:
-    return f"{stage}-{uuid.uuid4().hex[:12]}"
 
 
 def _process() -> dict:
@@ -112,11 +81,6 @@ def _dead(timings: Mapping[str, Any] | None) -> bool:
     except PermissionError:  # another user's process: alive
         return False
     return False
-
-
-def stage_of(run_id: str | None) -> str:
-    """The stage a run id names (new_run_id's scheme: STAGE-12 hex digits); '?' for none."""
-    return run_id.rsplit("-", 1)[0] if run_id else "?"
 
 
 def _key_of(table: str) -> tuple[str, ...]:
