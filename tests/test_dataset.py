@@ -349,8 +349,11 @@ def test_a_killed_build_leaves_no_dataset_and_a_rerun_builds_it(tmp_path):
         assert wh.con.execute("SELECT count(*) FROM dataset_examples").fetchall() == [(0,)]
         assert wh.con.execute("SELECT status FROM runs WHERE stage = 'dataset'").fetchall() == [("running",)]
     assert not (tmp_path / "out-killed").exists()
+    left = list(tmp_path.glob(".out-killed.tmp-*"))  # the killed build's staging folder, named by its pid
+    assert len(left) == 1 and left[0].is_dir()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob(".out-killed.tmp-*"))  # the rerun removed it (its process is gone)
     clean = subprocess.run([*cmd[:7], str(tmp_path / "out-clean"), *cmd[8:]], capture_output=True, text=True,
                            env={**env, "OTLAKE_HOME": str(tmp_path / "clean")}, check=False)
     assert clean.returncode == 0, clean.stderr
@@ -362,3 +365,22 @@ def test_a_killed_build_leaves_no_dataset_and_a_rerun_builds_it(tmp_path):
         assert len(a.con.execute(rows).fetchall()) > 1000
         assert a.con.execute("SELECT status FROM runs WHERE stage = 'dataset' ORDER BY started_at").fetchall() == [
             ("interrupted",), ("done",)]
+
+
+def test_a_new_build_removes_only_the_staging_folders_of_dead_builds_on_this_host(tmp_path):
+    import socket
+
+    from train.export import staging_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    host = socket.gethostname().replace("-", "_")
+    dead = tmp_path / f".out.tmp-{host}-{int(gone.stdout)}-0a1b2c3d"
+    live = tmp_path / f".out.tmp-{host}-{os.getpid()}-0a1b2c3d"
+    elsewhere = tmp_path / f".out.tmp-otherhost-{int(gone.stdout)}-0a1b2c3d"
+    unnamed = tmp_path / ".out.tmp-0a1b2c3d"  # the name builds gave before they said their process
+    for folder in (dead, live, elsewhere, unnamed):
+        folder.mkdir()
+    staging = staging_folder(tmp_path / "out", overwrite=False)
+    assert staging.is_dir() and staging.name.startswith(f".out.tmp-{host}-{os.getpid()}-")
+    assert not dead.exists() and live.exists() and elsewhere.exists() and unnamed.exists()

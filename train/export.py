@@ -18,9 +18,13 @@ sha256).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
 import re
+import shutil
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,12 +101,35 @@ def staging_folder(out: Path, overwrite: bool) -> Path:
         others = sorted(p.name for p in out.iterdir() if p.name not in FILES)
         if others:
             raise ConfigError(f"--out {out} holds other files ({', '.join(others[:5])}): refusing to replace it")
-    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    _remove_dead_staging(out)
+    # its name says which process writes it (host, pid), so a later build can tell one whose process died
+    staging = out.parent / f".{out.name}.tmp-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return staging
+
+
+def _host() -> str:
+    return socket.gethostname().replace("-", "_") or "host"
+
+
+def _remove_dead_staging(out: Path) -> None:
+    """Staging folders beside out that a build on this host left when its process died (SIGKILL, a crash):
+    gone. One of a live process, of another host, or named otherwise is left alone."""
+    if not out.parent.is_dir():
+        return
+    for folder in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        parts = folder.name.rsplit("-", 3)  # .NAME.tmp, host, pid, hex
+        if len(parts) != 4 or parts[1] != _host() or not parts[2].isdigit() or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError):  # another user's process (alive), or not a pid
+            pass
 
 
 def move_into_place(staging: Path, out: Path) -> Path | None:
