@@ -29,7 +29,7 @@ import orjson
 import pyarrow as pa
 
 from events.privacy import is_public
-from events.stages import Context, Partition, StageResult, StoreError, read_table
+from events.stages import Context, Partition, StageResult, StoreError, add_counts, read_table
 
 from .errors import EvalError
 from .items import EvalItem, Skipped, item_part, load_debugbench, load_jsonl
@@ -218,14 +218,14 @@ class EvalStage:
         no_target = [r for res in results for r in res.extra["rows"] if r["status"] != "scored"]
         rows = scored_rows + skipped_rows(self.skipped) + no_target
         steps: Counter = Counter()
-        tests: dict = {}
+        tests: dict | None = None
         digest = hashlib.sha256()
         for res in results:
             steps.update(res.seconds)
-            tests = _add(tests, res.extra["tests"])
+            tests = add_counts(tests, res.extra["tests"])
             for part in res.extra["scored"]:  # the items as the bench gave them (a target only where it did)
                 digest.update(part)
-        result = EvalResult(rows, coverage(tests), dict(steps))
+        result = EvalResult(rows, coverage(tests or {}), dict(steps))
         opts = self.options
         k = opts.samples if opts.samples > 1 else None
         report = EvalReport(ctx.run_id, self.bench, self.model.name, result, opts.samples)
@@ -253,14 +253,6 @@ class EvalStage:
         return StageResult(outputs={"eval_items": pa.Table.from_pylist(rows, ITEMS_SCHEMA),
                                     "eval_runs": pa.Table.from_pylist([run], RUNS_SCHEMA)},
                            count_in=len(self.skipped), dropped=unreadable)
-
-
-def _add(a: dict, b: dict) -> dict:
-    """Counts added key by key, at any depth."""
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = _add(out.get(key, {}), value) if isinstance(value, dict) else out.get(key, 0) + value
-    return out
 
 
 def list_runs(store) -> tuple[list[str], list[tuple]]:

@@ -62,6 +62,15 @@ class StageResult:
         return 0 if self.quarantine is None else self.quarantine.num_rows
 
 
+def add_counts(a, b):
+    """Counts add; mappings of counts add key by key (at any depth); None is nothing yet."""
+    if a is None:
+        return b
+    if isinstance(b, Mapping):
+        return {k: add_counts(a.get(k), b.get(k)) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+    return a + b
+
+
 class Stage(Protocol):
     """A stage may also declare, as class attributes: `columns` (table -> the columns it reads, when not all),
     `filters` (table -> a Store `where` every read of that table adds), `through` (table -> (column, parent

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from events.errors import OtlakeError
-from events.stages import Context, Engine, Partition, Stage, StageResult
+from events.stages import Context, Engine, Partition, Stage, StageResult, add_counts
 from warehouse.stores import Store, read_table
 
 __all__ = [
@@ -215,11 +215,10 @@ def _ahead(stage: Stage, parts: Iterable[Partition], ctx: Context) -> Iterator[S
     """Each partition's result, in order; the next partition is read and processed in a worker thread while
     the caller commits this one (ingest: the scanner and DuckDB release the GIL, so reading chunk n+1
     overlaps merging chunk n)."""
-    source = iter(parts)
+    results = _process_all(stage, parts, ctx)  # one call at a time, so one generator serves the thread
 
     def next_result() -> StageResult | None:
-        part = next(source, None)
-        return None if part is None else stage.process(part, ctx)
+        return next(results, None)
 
     with ThreadPoolExecutor(1, thread_name_prefix="otlake-ahead") as pool:
         pending = pool.submit(next_result)
@@ -275,7 +274,7 @@ class RunReport:
             if isinstance(v, list):
                 self.details.setdefault(k, []).extend(v)
             else:
-                self.extra[k] = _sum(self.extra.get(k), v)
+                self.extra[k] = add_counts(self.extra.get(k), v)
 
     def timings(self, checker: Any = None) -> dict:
         """What the runs row stores as timings: the run's seconds, per step, and the checker's counters."""
@@ -286,15 +285,6 @@ class RunReport:
         if stats is not None and hasattr(stats, "as_dict"):
             out["checker"] = stats.as_dict()
         return out
-
-
-def _sum(a, b):
-    """Counts add; mappings of counts add key by key (at any depth)."""
-    if a is None:
-        return b
-    if isinstance(b, Mapping):
-        return {k: _sum(a.get(k), b.get(k)) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
-    return a + b
 
 
 def run_stage(stage: Stage, store: Store, engine: Engine, params: Mapping[str, Any], *, now_us: int | None = None,

@@ -186,11 +186,13 @@ class PairsStage:
         call (one ruff process each): partitions are gathered until they have that many, checked, and given
         back, so a repl with few snapshots does not cost a checker call of its own."""
         group: list[_Prepared] = []
+        snapshots = 0
         for part in parts:
             group.append(self._prepare(part, ctx))
-            if sum(len(g.batch) for g in group) >= self.options.batch_snapshots:
+            snapshots += len(group[-1].batch)
+            if snapshots >= self.options.batch_snapshots:
                 yield from self._finish(group, ctx)
-                group = []
+                group, snapshots = [], 0
         if group:
             yield from self._finish(group, ctx)
 

@@ -117,7 +117,9 @@ def no_gc():
             gc.enable()
 
 
-def _checkpoint_every(con, requested: int | None) -> int:
+def checkpoint_every(store, requested: int | None) -> int:
+    """K is fixed per warehouse at its first ingest: file_at relies on checkpoints K versions apart."""
+    con = _con(store)
     rows = con.execute("SELECT value FROM meta WHERE key = 'checkpoint_every'").fetchall()
     if rows:
         return int(rows[0][0])
@@ -163,11 +165,6 @@ def event_chunks(events: Iterable[dict], origin: str = "python", chunk_records: 
                 continue
             yield Record(f"{origin}:{i}", dict(ev) if isinstance(ev, dict) else ev, None, None)
     return _record_chunks(records(), chunk_records)
-
-
-def checkpoint_every(store, requested: int | None) -> int:
-    """K is fixed per warehouse at its first ingest: file_at relies on checkpoints K versions apart."""
-    return _checkpoint_every(_con(store), requested)
 
 
 def _con(store):
