@@ -1527,6 +1527,41 @@ static int read_ops(Ctx *x, const char *text, size_t len)
 #undef SKIP_WS
 }
 
+/* The compact ops of a Python list of int and str (parse_ops' output) into x->ops and x->ins;
+ * *big is set when a count is past what C sums safely (2**53). GIL held. */
+static int ops_from_list(Ctx *x, PyObject *list, int *big)
+{
+    x->nops = 0;
+    x->ins.len = 0;
+    *big = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (PyUnicode_Check(item)) {
+            Py_ssize_t n;
+            const char *s = PyUnicode_AsUTF8AndSize(item, &n);
+            if (s == NULL)
+                return pyerr(x);
+            size_t off = x->ins.len;
+            Op op = {.off = off, .len = (size_t)n, .ncp = (size_t)PyUnicode_GET_LENGTH(item)};
+            if (buf_put(&x->ins, s, (size_t)n) || push_op(x, op))
+                return nomem(x);
+        } else if (PyLong_Check(item)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
+            if (v == -1 && PyErr_Occurred())
+                return pyerr(x);
+            if (overflow || v >= SAFE_COUNT || v <= -SAFE_COUNT)
+                *big = 1;
+            else if (v != 0 && push_op(x, (Op){.n = (int64_t)v}))
+                return nomem(x);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "parse_ops gave an op that is neither int nor str");
+            return pyerr(x);
+        }
+    }
+    return 0;
+}
+
 /* Read the op list in Python: parse_cb(text) returns (compact ops, orjson bytes) or raises
  * BadEvent, which is handed back in *bad. GIL held. text NULL stands for a null value. */
 static int read_ops_python(Ctx *x, const char *text, size_t len, PyObject **bad)
@@ -1569,41 +1604,9 @@ static int read_ops_python(Ctx *x, const char *text, size_t len, PyObject **bad)
         pyerr(x);
         goto done;
     }
-    int big = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
-        if (PyUnicode_Check(item)) {
-            Py_ssize_t n;
-            const char *s = PyUnicode_AsUTF8AndSize(item, &n);
-            if (s == NULL) {
-                pyerr(x);
-                goto done;
-            }
-            size_t off = x->ins.len;
-            Op op = {.off = off, .len = (size_t)n, .ncp = (size_t)PyUnicode_GET_LENGTH(item)};
-            if (buf_put(&x->ins, s, (size_t)n) || push_op(x, op)) {
-                nomem(x);
-                goto done;
-            }
-        } else if (PyLong_Check(item)) {
-            int overflow;
-            long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
-            if (v == -1 && PyErr_Occurred()) {
-                pyerr(x);
-                goto done;
-            }
-            if (overflow || v >= SAFE_COUNT || v <= -SAFE_COUNT)
-                big = 1;
-            else if (push_op(x, (Op){.n = (int64_t)v})) {
-                nomem(x);
-                goto done;
-            }
-        } else {
-            PyErr_SetString(PyExc_TypeError, "parse_ops gave an op that is neither int nor str");
-            pyerr(x);
-            goto done;
-        }
-    }
+    int big;
+    if (ops_from_list(x, list, &big))
+        goto done;
     if (big) {  /* its bounds are checked in Python, and they fail: no C op is needed */
         x->py_ops = Py_NewRef(list);
     } else if (dumped == Py_None) {
@@ -2546,6 +2549,241 @@ done:
     return result;
 }
 
+/* ======================================================================== */
+/* texts(): one lineage's stored packets replayed to many versions           */
+/* ======================================================================== */
+
+/* Read a compact op list as ot_ops.ops stores it (orjson's JSON of parse_ops' output,
+ * [2,"x",-1]) into x->ops. READ_PYTHON for anything else (whitespace, escapes read_string
+ * leaves to Python, counts of 16 digits or more), -1 when out of memory. */
+static int read_compact(Ctx *x, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text, *end = p + len;
+    x->text = text;
+    x->nops = 0;
+    x->ins.len = 0;
+    if (p == end || *p++ != '[')
+        return READ_PYTHON;
+    if (p < end && *p == ']')
+        return p + 1 == end ? READ_OK : READ_PYTHON;
+    for (;;) {
+        if (p == end)
+            return READ_PYTHON;
+        if (*p == '"') {
+            p++;
+            Op op;
+            int r = read_string(x, &p, end, &op);
+            if (r)
+                return r;
+            if (op.ncp && push_op(x, op))
+                return -1;
+        } else {
+            int neg = *p == '-';
+            p += neg;
+            if (p == end || *p < '1' || *p > '9')
+                return READ_PYTHON;
+            int64_t v = 0;
+            for (int digits = 0; p < end && *p >= '0' && *p <= '9'; p++) {
+                if (++digits > 15)
+                    return READ_PYTHON;
+                v = v * 10 + (*p - '0');
+            }
+            if (push_op(x, (Op){.n = neg ? -v : v}))
+                return -1;
+        }
+        if (p == end)
+            return READ_PYTHON;
+        if (*p == ']')
+            return p + 1 == end ? READ_OK : READ_PYTHON;
+        if (*p++ != ',')
+            return READ_PYTHON;
+    }
+}
+
+/* Packet i of the column (IN_OPS) into x->ops, in C or through x->parse_cb; its bounds
+ * checked against t. GIL released on entry and on return. */
+static int lineage_packet(Ctx *x, Py_ssize_t i, const Text *t)
+{
+    const char *text;
+    size_t len;
+    if (in_null(&x->in[IN_OPS], i)) {
+        x->err = E_VALUE;
+        snprintf(x->errmsg, sizeof x->errmsg, "packet %zd has no ops (null)", i);
+        return -1;
+    }
+    if (in_str(x, IN_OPS, i, &text, &len))
+        return -1;
+    int r = read_compact(x, text, len);
+    if (r < 0)
+        return nomem(x);
+    if (r == READ_PYTHON) {
+        gil_hold(x);
+        PyObject *arg = str_of(text, len);
+        PyObject *list = arg ? PyObject_CallOneArg(x->parse_cb, arg) : NULL;
+        Py_XDECREF(arg);
+        int big = 0;
+        if (list == NULL || !PyList_Check(list)) {
+            if (list != NULL)
+                PyErr_SetString(PyExc_TypeError, "parse must give a list");
+            Py_XDECREF(list);
+            return pyerr(x);
+        }
+        r = ops_from_list(x, list, &big);
+        Py_DECREF(list);
+        if (r)
+            return -1;
+        gil_drop(x);
+        if (big) {
+            x->err = E_VALUE;
+            snprintf(x->errmsg, sizeof x->errmsg, "packet %zd has a count past 2**53", i);
+            return -1;
+        }
+    }
+    int64_t pos = 0, size = (int64_t)t->ncp;
+    for (size_t k = 0; k < x->nops; k++) {
+        const Op *op = &x->ops[k];
+        if (op->n == 0) {
+            size += (int64_t)op->ncp;
+            pos += (int64_t)op->ncp;
+        } else if (op->n > 0) {
+            pos += op->n;
+            if (pos > size)
+                goto past_end;
+        } else {
+            if (pos - op->n > size)
+                goto past_end;
+            size += op->n;
+        }
+    }
+    return 0;
+past_end:
+    x->err = E_VALUE;
+    snprintf(x->errmsg, sizeof x->errmsg, "packet %zd: an op ends past the end of the text (%lld code points)", i,
+             (long long)size);
+    return -1;
+}
+
+/* The whole text as a str (its chunks joined into out first). GIL held. */
+static PyObject *text_str(const Text *t, Buf *out)
+{
+    out->len = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (buf_put(out, t->c[i].data, t->c[i].len))
+            return PyErr_NoMemory();
+    return PyUnicode_DecodeUTF8(out->p ? out->p : "", (Py_ssize_t)out->len, "strict");
+}
+
+PyDoc_STRVAR(texts_doc,
+"texts(base, packets, wanted, parse, chunk_bytes=1024) -> list[str]\n\n"
+"One lineage's text after each count in `wanted` (non-decreasing, each 0..len(packets))\n"
+"of its stored packets, applied in order to `base`, in one pass. packets: the\n"
+"(length, offset, validity, offsets, data, width) tuple of an Arrow string column of\n"
+"compact op lists (ot_ops.ops); parse(text) -> list reads one this reader leaves to\n"
+"Python. A bad packet raises ValueError naming its index. Use ot_replay.lineage.texts.");
+
+static PyObject *texts(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *base, *spec, *wanted, *parse, *seq = NULL, *result = NULL, *last = NULL;
+    Py_ssize_t chunk = CHUNK_BYTES, *counts = NULL;
+    Buf out = {0};
+    Text t = {0};
+    if (!PyArg_ParseTuple(args, "UO!OO|n", &base, &PyTuple_Type, &spec, &wanted, &parse, &chunk))
+        return NULL;
+    if (chunk < CHUNK_BYTES_MIN || chunk > CHUNK_BYTES_MAX)
+        return PyErr_Format(PyExc_ValueError, "texts: chunk_bytes must be %d..%d", CHUNK_BYTES_MIN, CHUNK_BYTES_MAX);
+    Ctx *x = xcalloc(1, sizeof *x);
+    if (x == NULL)
+        return PyErr_NoMemory();
+    x->parse_cb = parse;
+    x->chunk = (size_t)chunk;
+    if (PyTuple_GET_SIZE(spec) < 1 || (x->nrows = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 0))) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "texts: packets must be a column tuple");
+        goto done;
+    }
+    if (take_column(x, IN_OPS, spec) || (seq = PySequence_Fast(wanted, "texts: wanted must be a sequence")) == NULL)
+        goto done;
+    Py_ssize_t nw = PySequence_Fast_GET_SIZE(seq);
+    if ((counts = xmalloc(((size_t)nw + 1) * sizeof *counts)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nw; k++) {
+        counts[k] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        if (counts[k] == -1 && PyErr_Occurred())
+            goto done;
+        if (counts[k] < (k ? counts[k - 1] : 0) || counts[k] > x->nrows) {
+            PyErr_Format(PyExc_ValueError, "texts: wanted must be non-decreasing counts 0..%zd", x->nrows);
+            goto done;
+        }
+    }
+    Py_ssize_t blen;
+    const char *b = PyUnicode_AsUTF8AndSize(base, &blen);
+    if (b == NULL)
+        goto done;
+    if (text_set(&t, x->chunk, b, (size_t)blen, (size_t)PyUnicode_GET_LENGTH(base))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((result = PyList_New(nw)) == NULL)
+        goto done;
+    Py_ssize_t applied = 0;
+    for (Py_ssize_t k = 0; k < nw; k++) {
+        if (counts[k] > applied) {
+            gil_drop(x);
+            for (; applied < counts[k]; applied++) {
+                if (lineage_packet(x, applied, &t))
+                    break;
+                int64_t pos = 0;
+                for (size_t j = 0; j < x->nops; j++) {
+                    const Op *op = &x->ops[j];
+                    if (op->n == 0) {
+                        if (text_insert(&t, (size_t)pos, op_bytes(x, op), op->len, op->ncp)) {
+                            nomem(x);
+                            break;
+                        }
+                        pos += (int64_t)op->ncp;
+                    } else if (op->n > 0) {
+                        pos += op->n;
+                    } else if (text_delete(&t, (size_t)pos, (size_t)-op->n)) {
+                        nomem(x);
+                        break;
+                    }
+                }
+                if (x->err != E_NONE)
+                    break;
+            }
+            gil_hold(x);
+            if (x->err != E_NONE) {
+                if (x->err == E_NOMEM)
+                    PyErr_NoMemory();
+                else if (x->err == E_VALUE)
+                    PyErr_SetString(PyExc_ValueError, x->errmsg);
+                Py_CLEAR(result);
+                goto done;
+            }
+            Py_CLEAR(last);
+        }
+        if (last == NULL && (last = text_str(&t, &out)) == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, k, Py_NewRef(last));
+    }
+done:
+    gil_hold(x);
+    Py_XDECREF(last);
+    Py_XDECREF(seq);
+    if (t.c != NULL)
+        text_free(&t);
+    buf_free(&out);
+    free(counts);
+    ctx_free(x);
+    free(x);
+    return result;
+}
+
 static PyObject *fail_after(PyObject *module, PyObject *arg)
 {
     (void)module;
@@ -2577,6 +2815,7 @@ static PyObject *fail_pending(PyObject *module, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS, fold_doc},
+    {"texts", texts, METH_VARARGS, texts_doc},
     {"_crc32", crc32_hook, METH_VARARGS, "Test hook: the CRC-32 the fold computes, crc32(data, crc=0)."},
     {"_fail_after", fail_after, METH_O,
      "Test hook: make the n-th C allocation from now fail (0: none). Not thread-safe."},

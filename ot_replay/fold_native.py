@@ -63,7 +63,12 @@ def _parse(text: str | None) -> tuple[list, bytes | None]:
 
 def _column(rows: pa.Table | pa.RecordBatch, name: str, kind: str) -> tuple:
     """(length, offset, validity, offsets, data, width) of one input column, for the C fold."""
-    arr = rows.column(name)
+    return column_spec(rows.column(name), kind)
+
+
+def column_spec(arr: pa.Array | pa.ChunkedArray, kind: str) -> tuple:
+    """(length, offset, validity, offsets, data, width) of a column for the C code: kind s (string), i (int64)
+    or u (uint64)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if kind == "s":

@@ -2,7 +2,8 @@
 
 "The files of repl R at instant T" has one implementation, this one (DESIGN.md): a `Timeline` is built
 from the repl's derived rows as Arrow (path_events, ot_ops, file_breaks: what ingest's fold wrote, a
-stage's partition) and folds them forward once for any number of instants. Stages (pairs, synth, verify,
+stage's partition) and folds them forward once for any number of instants; each lineage's text is
+replayed by ot_replay.lineage (compiled, with the Python reference behind it). Stages (pairs, synth, verify,
 eval) and the SQL time travel's callers in Python read those rows through a Store and build one here;
 the raw event log is replayed by `ot_replay.replay.EventReplay` (verify checks the two agree).
 """
@@ -17,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .buffer import TextBuffer
+from . import lineage
 
 TABLES = ("path_events", "ot_ops", "file_breaks")  # the rows a Timeline is built from
 
@@ -82,16 +83,20 @@ class Timeline:
         return {t: states[k] for t, k in counts.items()}
 
     def states_after(self, counts: list[int]) -> dict[int, dict[str, str | None]]:
-        """{k: {path: content}} after the first k steps, for each k, in one pass; None where unknown."""
+        """{k: {path: content}} after the first k steps, for each k; None where unknown.
+
+        One walk over the steps finds, for each k, every bound path's lineage and how many of its packets
+        came before; then each lineage is replayed once to all the counts asked of it (ot_replay.lineage).
+        """
         bound: dict[str, int] = {}
-        buffers: dict[int, TextBuffer] = {}
+        applied: dict[int, int] = defaultdict(int)
         broken: set[int] = set()
-        out: dict[int, dict[str, str | None]] = {}
+        marks: dict[int, dict[str, tuple[int, int] | None]] = {}
         pending = sorted(set(counts))
         k = 0
         for done, (_, _, _, step) in enumerate(self._steps):
             while k < len(pending) and pending[k] <= done:
-                out[pending[k]] = self._snapshot(bound, buffers, broken)
+                marks[pending[k]] = {p: None if f in broken else (f, applied[f]) for p, f in sorted(bound.items())}
                 k += 1
             if k == len(pending):
                 break
@@ -102,19 +107,23 @@ class Timeline:
                 else:
                     bound[path] = file_id
             elif step[0] == "ot":
-                _, file_id, ops = step
-                buffers.setdefault(file_id, TextBuffer()).apply(orjson.loads(ops))
+                applied[step[1]] += 1
             else:
                 broken.add(step[1])
         while k < len(pending):
-            out[pending[k]] = self._snapshot(bound, buffers, broken)
+            marks[pending[k]] = {p: None if f in broken else (f, applied[f]) for p, f in sorted(bound.items())}
             k += 1
-        return out
-
-    @staticmethod
-    def _snapshot(bound, buffers, broken) -> dict[str, str | None]:
-        return {path: None if f in broken else (buffers[f].text() if f in buffers else "")
-                for path, f in sorted(bound.items())}
+        need: dict[int, set[int]] = defaultdict(set)
+        for mark in marks.values():
+            for at in mark.values():
+                if at is not None:
+                    need[at[0]].add(at[1])
+        text: dict[tuple[int, int], str] = {}
+        for file_id, ns in need.items():
+            wanted = sorted(ns)
+            packets = [p[3] for p in self._by_file.get(file_id, [])[: wanted[-1]]]
+            text.update(zip(((file_id, n) for n in wanted), lineage.texts("", packets, wanted), strict=True))
+        return {k: {p: None if at is None else text[at] for p, at in mark.items()} for k, mark in marks.items()}
 
     def lineage_before(self, path: str, seq: int) -> tuple[int, int] | None:
         """(file_id, version) of the file at path just before event `seq`; None if none, or its content is unknown."""
@@ -142,16 +151,9 @@ class Timeline:
 
     def contents(self, file_id: int, versions: list[int]) -> dict[int, str]:
         """The lineage's text at each version, in one pass over its packets."""
-        wanted = set(versions)
-        out: dict[int, str] = {}
-        if 0 in wanted:
-            out[0] = ""
-        buf = TextBuffer()
-        last = max(wanted, default=0)
-        for version, _, _, ops in self._by_file.get(file_id, []):
-            if version > last:
-                break
-            buf.apply(orjson.loads(ops))
-            if version in wanted:
-                out[version] = buf.text()
-        return out
+        packets = self._by_file.get(file_id, [])
+        at = {v: bisect.bisect_right(packets, v, key=lambda p: p[0]) for v in set(versions)}  # packets applied
+        wanted = sorted(set(at.values()))
+        texts = dict(zip(wanted, lineage.texts("", [p[3] for p in packets[: wanted[-1] if wanted else 0]], wanted),
+                         strict=True))
+        return {v: texts[n] for v, n in at.items()}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from events.validate import parse_ts
+from ot_replay import lineage
 from ot_replay.replay import replay_to
 from otlake.stages import ingest_events
 from warehouse.stores import DuckDBStore, read_timeline
@@ -13,7 +16,9 @@ from .test_ingest import busy_log
 from .test_timetravel import history
 
 
-def test_a_timeline_at_many_instants_matches_the_event_log_history_and_warehouse(wh):
+@pytest.mark.parametrize("native", [True, False])  # the compiled lineage replay, then its Python reference
+def test_a_timeline_at_many_instants_matches_the_event_log_history_and_warehouse(wh, monkeypatch, native):
+    monkeypatch.setattr(lineage, "NATIVE", native)
     log = busy_log("r1", 11, 500)
     hist = history(log)
     rng = random.Random(3)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from events.errors import OtlakeError
-from ot_replay.buffer import TextBuffer
+from ot_replay import lineage
 
 _US = "epoch_us(ts)"
 
@@ -170,22 +169,28 @@ class TimeTravel:
                      AND o.version > r.lo AND o.version <= r.hi
                ORDER BY o.repl_id, o.file_id, o.version""",
             r=ranges,
-        ).to_pydict()
-        op_lists: dict[tuple[str, int], tuple[int, list]] = {}
+        )
+        op_lists: dict[tuple[str, int], tuple[int, pa.Array]] = {}  # lineage: (first version, its packets)
+        starts = ops.column("repl_id").to_pylist(), ops.column("file_id").to_pylist()
+        first_versions, packets = ops.column("version"), ops.column("ops").combine_chunks()
         start = 0
-        rids, fids, vers, texts = ops["repl_id"], ops["file_id"], ops["version"], ops["ops"]
+        rids, fids = starts
         for j in range(1, len(rids) + 1):
             if j == len(rids) or rids[j] != rids[start] or fids[j] != fids[start]:
-                op_lists[(rids[start], fids[start])] = (vers[start], texts[start:j])
+                op_lists[(rids[start], fids[start])] = (first_versions[start].as_py(), packets.slice(start, j - start))
                 start = j
         base_keys = sorted({(r, f, b) for (_, (r, f, _)), b in zip(need, bases) if b > 0})
         base_text = self._checkpoint_texts(base_keys)
+        runs: dict[tuple[str, int, int], list[tuple[int, int]]] = defaultdict(list)  # (lineage, base): (i, v)
         for (i, (r, f, v)), base in zip(need, bases):
-            first, texts = op_lists.get((r, f), (base + 1, []))
-            buffer = TextBuffer(base_text.get((r, f, base), ""))
-            for text in texts[base + 1 - first : v + 1 - first]:
-                buffer.apply(orjson.loads(text))
-            out[i] = buffer.text()
+            runs[(r, f, base)].append((i, v))
+        for (r, f, base), asked in runs.items():  # one pass per lineage and base, to all its versions
+            first, lineage_ops = op_lists.get((r, f), (base + 1, pa.array([], pa.string())))
+            last = max(v for _, v in asked)
+            got = lineage.texts(base_text.get((r, f, base), ""), lineage_ops.slice(base + 1 - first, last - base),
+                                [v - base for _, v in asked])
+            for (i, _), text in zip(asked, got, strict=True):
+                out[i] = text
         return out
 
     def _checkpoint_texts(self, keys: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
