@@ -71,6 +71,16 @@ def add_counts(a, b):
     return a + b
 
 
+def stamp_quarantine(rows: pa.Table, run_id: str, now_us: int) -> pa.Table:
+    """Quarantine rows as the one writer stores them: the run's id and instant (µs) where the stage left them
+    out. run_stage writes every stage's rows through it; ingest's merge writes its own in its transaction."""
+    for column, value, kind in (("run_id", run_id, pa.string()),
+                                ("quarantined_at", now_us, pa.timestamp("us", "UTC"))):
+        if column not in rows.column_names:
+            rows = rows.append_column(column, pa.array([value] * rows.num_rows, kind))
+    return rows
+
+
 class Stage(Protocol):
     """A stage may also declare, as class attributes: `columns` (table -> the columns it reads, when not all),
     `filters` (table -> a Store `where` every read of that table adds), `through` (table -> (column, parent

@@ -257,11 +257,12 @@ def make_replit(name: str, per_rule: int, seed: int, out: Path | None, extra: tu
     """
     from warehouse.store import Warehouse, data_home
 
+    from .cli_common import PartitionProgress
     from .stages import make_replit as freeze
 
     path = out or data_home(home) / "eval-sets" / f"{name}.jsonl"
-    with Warehouse(home) as wh:
-        frozen = freeze(wh, name, path, per_rule, seed, overwrite, extra)
+    with Warehouse(home) as wh, PartitionProgress("make-replit (repls)") as bar:
+        frozen = freeze(wh, name, path, per_rule, seed, overwrite, extra, progress=bar)
     counts = frozen.counts
     click.echo(f"froze {name}: {counts['kept']} items from {counts['candidates']} candidate pairs -> {frozen.path}")
     if counts["dropped"]:

@@ -34,7 +34,15 @@ from typing import Any
 import pyarrow as pa
 
 from events.errors import OtlakeError
-from events.stages import Context, Engine, Partition, Stage, StageResult, add_counts
+from events.stages import (
+    Context,
+    Engine,
+    Partition,
+    Stage,
+    StageResult,
+    add_counts,
+    stamp_quarantine,
+)
 from warehouse.stores import Store, read_table
 
 __all__ = [
@@ -346,7 +354,7 @@ def _commit(store: Store, run_id: str, result: StageResult, ctx: Context, column
     """Outputs and quarantine in one commit, then the markers: a kill between them redoes the partition.
 
     Rows of a table with a `run_id` column get this run's id where the stage left it out. The one quarantine
-    writer: each row gets the run's id and the run's instant."""
+    writer: each row gets the run's id and the run's instant (events.stages.stamp_quarantine)."""
     def stamped(table: str, rows: pa.Table) -> pa.Table:
         if table not in columns:
             columns[table] = store.schema(table).names
@@ -356,12 +364,7 @@ def _commit(store: Store, run_id: str, result: StageResult, ctx: Context, column
 
     upserts = {table: stamped(table, rows) for table, rows in result.outputs.items()}
     if result.quarantine is not None and result.quarantine.num_rows:
-        q = result.quarantine
-        for column, value, kind in (("run_id", run_id, pa.string()),
-                                    ("quarantined_at", ctx.now_us, pa.timestamp("us", "UTC"))):
-            if column not in q.column_names:
-                q = q.append_column(column, pa.array([value] * q.num_rows, kind))
-        upserts["quarantine"] = q
+        upserts["quarantine"] = stamp_quarantine(result.quarantine, run_id, ctx.now_us)
     if upserts or result.deletes:
         store.commit(run_id, upserts, result.deletes)
     if result.markers:

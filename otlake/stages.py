@@ -250,9 +250,11 @@ def run_eval(wh: Warehouse, bench: str, data: list[str], model, options: RunOpti
 
 
 def make_replit(wh: Warehouse, name: str, out: str | os.PathLike, per_rule: int, seed: int = 0,
-                overwrite: bool = False, extra_sets: list[str] | tuple[str, ...] = ()) -> ReplitSet:
+                overwrite: bool = False, extra_sets: list[str] | tuple[str, ...] = (),
+                progress: Callable[[int, int], None] | None = None) -> ReplitSet:
     """Freeze a held-out Replit-style eval set from the warehouse and register it in `eval_sets`
-    (eval.stage.ReplitStage): decontaminated against every dataset built so far and `extra_sets`."""
+    (eval.stage.ReplitStage): decontaminated against every dataset built so far and `extra_sets`;
+    progress(repls replayed, repls)."""
     from eval.errors import EvalError
     from eval.stage import ReplitStage
     from warehouse.dataset_schema import create_dataset_tables
@@ -272,5 +274,6 @@ def make_replit(wh: Warehouse, name: str, out: str | os.PathLike, per_rule: int,
                if Path(d, f"{split}.jsonl").is_file()] + list(extra_sets)
     stage = ReplitStage(name, out, per_rule, seed, against)
     stage.choose(store)  # EvalError, before any run is recorded, when no pair qualifies
-    run_stage(stage, store, LocalEngine(), {"name": name, "out": str(out.absolute()), **stage.params()})
+    run_stage(stage, store, LocalEngine(), {"name": name, "out": str(out.absolute()), **stage.params()},
+              progress=progress)
     return stage.frozen

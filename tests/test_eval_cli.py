@@ -455,3 +455,48 @@ def test_a_killed_eval_run_stores_nothing_says_interrupted_and_batches_do_not_ch
     assert len({r[1:] for r in runs}) == 1  # the same items digest, counts and metrics
     assert [(r["in"], r["out"], r["dropped"], r["partitions"]) for r in recon] == [
         (7, 6, {"bad_record": 1}, 3), (7, 6, {"bad_record": 1}, 1)]
+
+
+def test_a_killed_make_replit_leaves_no_set_and_the_rerun_freezes_the_clean_runs_file(tmp_path):
+    """SIGKILL after the first repl is replayed: no file, no eval_sets row, the run `running`; the rerun marks
+    it interrupted and writes the same file, byte for byte, as a clean run on a copy of the warehouse."""
+    import os
+    import shutil
+    import sys
+
+    from warehouse.store import Warehouse
+
+    from .killing import kill_at_progress
+    from .test_dataset import Planter, program
+
+    home = tmp_path / "wh"
+    with Warehouse(home) as wh:
+        planter = Planter(wh.con)
+        for i in range(12):
+            planter.add(program(i), repl=f"r{i % 6}")
+    clean = tmp_path / "clean"
+    shutil.copytree(home, clean)
+    args = ["eval", "make-replit", "heldout", "--per-rule", "6"]
+    kill_at_progress([sys.executable, "-m", "otlake", *args, "--home", str(home)],
+                     {**os.environ, "OTLAKE_TRACE": "1"}, 1)
+    path = home / "eval-sets" / "heldout.jsonl"
+    assert not path.exists() and not list(path.parent.glob("*.partial"))
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM eval_sets").fetchall() == [(0,)]
+        assert con.execute("SELECT status FROM runs WHERE stage = 'make-replit'").fetchall() == [("running",)]
+    finally:
+        con.close()
+    rerun = invoke("eval", "make-replit", "heldout", "--per-rule", "6", "--home", str(home))
+    assert rerun.exit_code == 0, rerun.output
+    once = invoke("eval", "make-replit", "heldout", "--per-rule", "6", "--home", str(clean))
+    assert once.exit_code == 0, once.output
+    assert path.read_bytes() == (clean / "eval-sets" / "heldout.jsonl").read_bytes()
+    assert len(path.read_text().splitlines()) == 6
+    con = duckdb.connect(str(home / "otlake.duckdb"), read_only=True)
+    try:
+        statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs WHERE stage = 'make-replit'").fetchall())
+        assert con.execute("SELECT name, items FROM eval_sets").fetchall() == [("heldout", 6)]
+    finally:
+        con.close()
+    assert statuses == ["done", "interrupted"]

@@ -75,6 +75,12 @@ def test_reingest_changes_nothing(wh, tmp_path):
                                                                          "already_quarantined": 1}, 0)]
     steps = wh.con.execute("SELECT json_keys(timings->'steps') FROM runs ORDER BY started_at LIMIT 1").fetchall()[0][0]
     assert sorted(steps) == ["classify", "fold", "stage", "write"]
+    # the quarantine row went through the one writer: the first run's id and instant, kept by the second run
+    (first_run, started), = wh.con.execute(
+        "SELECT run_id, started_at FROM runs ORDER BY started_at LIMIT 1").fetchall()
+    stamped = wh.con.execute("SELECT run_id, quarantined_at, error_kind, ts FROM quarantine").fetchall()
+    assert len(stamped) == 1 and stamped[0][0] == first_run and stamped[0][2] == "malformed_json"
+    assert abs((stamped[0][1] - started).total_seconds()) < 5 and stamped[0][3] is None
 
 
 def test_chunk_boundaries_inside_a_repl_resume_file_state(tmp_path):

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from events.errors import BadEvent, OtlakeError
 from events.readers import LineBlock, Record, iter_line_blocks, raw_of, read_events
-from events.stages import Context, Partition, StageResult
+from events.stages import Context, Partition, StageResult, stamp_quarantine
 from events.validate import check_strings, located_in, storable_text
 from ot_replay.fold import COLUMNS
 from ot_replay.fold_native import ResumeFile, fold_rows
@@ -208,7 +208,7 @@ class IngestStage:
     def commit(self, store, run_id: str, result: StageResult, ctx: Context) -> StageResult:
         prepared: Prepared = result.payload
         report = IngestReport(run_id)
-        _ingest_chunk(_con(store), prepared, report, self.every)
+        _ingest_chunk(store, prepared, report, self.every, ctx.now_us)
         if self.progress:
             self.progress(prepared.size)
         dropped = Counter({k: v for k, v in (("duplicates", report.duplicates),
@@ -276,7 +276,8 @@ class _StepClock:
         self.last = now
 
 
-def _ingest_chunk(con, prepared: Prepared, report: IngestReport, every: int) -> None:
+def _ingest_chunk(store, prepared: Prepared, report: IngestReport, every: int, now_us: int) -> None:
+    con = _con(store)
     clock = _StepClock(report.step_seconds)
     before = _counts(report)
     report.records_in += prepared.size
@@ -296,6 +297,7 @@ def _ingest_chunk(con, prepared: Prepared, report: IngestReport, every: int) -> 
         folded = _fold(con, staged, every, quarantine)
         clock.lap("fold")
         _write(con, staged, quarantine, folded, report)
+        _write_quarantine(store, con, quarantine, report, now_us)
         con.execute("DROP VIEW cv; DROP TABLE cls")
         after = _counts(report)
         if after[0] - before[0] != after[1] - before[1]:
@@ -410,7 +412,6 @@ def _write(con, staged: Staged, quarantine: list[tuple], folded: Folded, report:
     con.execute(
         """INSERT INTO repls (repl_id) SELECT DISTINCT repl_id FROM cls WHERE status = 'new'
            ON CONFLICT DO NOTHING""")
-    _write_quarantine(con, quarantine, report)
 
 
 def _text_column(values: list) -> pa.Array:
@@ -423,7 +424,10 @@ def _text_column(values: list) -> pa.Array:
         return pa.array([None if v is None else storable_text(v) for v in values], pa.string())
 
 
-def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> None:
+def _write_quarantine(store, con, quarantine: list[tuple], report: IngestReport, now_us: int) -> None:
+    """The chunk's quarantine rows through the one writer (events.stages.stamp_quarantine, the store's upsert),
+    in the chunk's transaction. The first row of a key stands: a key already quarantined (by an earlier run, or
+    earlier in this chunk) is counted, not written again."""
     if not quarantine:
         return
     names = ("source", "key", "repl_id", "seq", "path", "version", "origin", "error_kind", "message", "raw", "us",
@@ -431,20 +435,18 @@ def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> Non
     cols = {n: list(v) for n, v in zip(names, zip(*quarantine))}
     table = pa.table({n: pa.array(cols[n], pa.int64()) if n in ("seq", "version", "us") else _text_column(cols[n])
                       for n in names[:-1]})
-    con.register("q", table)
+    keys = table.column("key").to_pylist()  # the keys as stored
+    con.register("q", table.select(["key"]))
     existing = {k for (k,) in con.execute(
         "SELECT key FROM quarantine WHERE source = 'ingest' AND key IN (SELECT key FROM q)").fetchall()}
-    con.execute(
-        """INSERT INTO quarantine (source, key, repl_id, seq, path, version, origin, error_kind, message, raw, ts,
-                                   run_id, quarantined_at)
-           SELECT DISTINCT ON (source, key) source, key, repl_id, seq, path, version, origin, error_kind, message,
-                  raw, make_timestamp(us)::TIMESTAMPTZ, ?, now() FROM q
-           ON CONFLICT DO NOTHING""",
-        [report.run_id])
     con.unregister("q")
-    seen = set()
-    for row, key in zip(quarantine, table.column("key").to_pylist()):  # the keys as stored
-        kind = row[7]
+    written: set[str] = set()
+    first: list[int] = []  # the rows written: the first of each key not stored yet
+    seen: set[str] = set()
+    for n, (row, key) in enumerate(zip(quarantine, keys, strict=True)):
+        if key not in existing and key not in written:
+            written.add(key)
+            first.append(n)
         if row[-1]:  # a restaged event refused again: not a record of this run
             report.rebuilt_quarantined += 1
             continue
@@ -453,7 +455,10 @@ def _write_quarantine(con, quarantine: list[tuple], report: IngestReport) -> Non
             continue
         seen.add(key)
         report.quarantined += 1
-        report.by_error[kind] += 1
+        report.by_error[row[7]] += 1
+    rows = table.take(pa.array(first, pa.int64()))
+    rows = rows.append_column("ts", pc.cast(rows.column("us"), pa.timestamp("us", "UTC"))).drop_columns("us")
+    store.commit_in(con, report.run_id, {"quarantine": stamp_quarantine(rows, report.run_id, now_us)})
 
 
 def resume_states(con, repl_ids: list[str]) -> dict[str, list]:

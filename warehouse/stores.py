@@ -250,36 +250,30 @@ class DuckDBStore:
         finally:
             cur.close()
 
-    def commit(self, run_id: str, upserts: Mapping[str, pa.Table],
-               deletes: Mapping[str, pa.Table] | None = None) -> None:
+    def _plan(self, run_id: str, upserts: Mapping[str, pa.Table], deletes: Mapping[str, pa.Table] | None) -> list:
         plan = []
         for table, rows in (deletes or {}).items():
             plan.append((table, _check_keys(table, rows, "deletes"), rows, False))
         for table, rows in upserts.items():
             key = _check_keys(table, rows, "upserts")
             plan.append((table, key, _last_per_key(rows, key), True))
-        if not plan:
-            return
         for table, _, rows, _ in plan:
             known = self._columns(table)
             unknown = [c for c in rows.column_names if c not in known]
             if unknown:
                 raise StoreError(f"run {run_id}: table {table!r} has no column(s) {', '.join(unknown)}")
+        return plan
+
+    def commit(self, run_id: str, upserts: Mapping[str, pa.Table],
+               deletes: Mapping[str, pa.Table] | None = None) -> None:
+        plan = self._plan(run_id, upserts, deletes)
+        if not plan:
+            return
         cur = self._con.cursor()
         try:
             cur.execute("BEGIN")
             try:
-                for table, key, rows, insert in plan:
-                    name = f"_otlake_commit_{next(self._names)}"
-                    cur.register(name, rows)
-                    try:
-                        match = " AND ".join(f"t.{_quote(c)} IS NOT DISTINCT FROM r.{_quote(c)}" for c in key)
-                        cur.execute(f"DELETE FROM {_quote(table)} t WHERE EXISTS "
-                                    f"(SELECT 1 FROM {name} r WHERE {match})")
-                        if insert and rows.num_rows:
-                            cur.execute(f"INSERT INTO {_quote(table)} BY NAME SELECT * FROM {name}")
-                    finally:
-                        cur.unregister(name)
+                self._write(cur, plan)
                 cur.execute("COMMIT")
             except BaseException as e:
                 cur.execute("ROLLBACK")
@@ -288,6 +282,24 @@ class DuckDBStore:
                 raise
         finally:
             cur.close()
+
+    def commit_in(self, con, run_id: str, upserts: Mapping[str, pa.Table]) -> None:
+        """commit()'s upserts on `con`, inside a transaction the caller holds and ends (a stage's own merge:
+        ingest writes its quarantine rows this way, in the chunk's transaction)."""
+        self._write(con, self._plan(run_id, upserts, None))
+
+    def _write(self, cur, plan: list) -> None:
+        for table, key, rows, insert in plan:
+            name = f"_otlake_commit_{next(self._names)}"
+            cur.register(name, rows)
+            try:
+                match = " AND ".join(f"t.{_quote(c)} IS NOT DISTINCT FROM r.{_quote(c)}" for c in key)
+                cur.execute(f"DELETE FROM {_quote(table)} t WHERE EXISTS "
+                            f"(SELECT 1 FROM {name} r WHERE {match})")
+                if insert and rows.num_rows:
+                    cur.execute(f"INSERT INTO {_quote(table)} BY NAME SELECT * FROM {name}")
+            finally:
+                cur.unregister(name)
 
     def runs(self) -> DuckDBRunLog:
         return DuckDBRunLog(self._con)
