@@ -1443,6 +1443,17 @@ static int read_string(Ctx *x, const unsigned char **pp, const unsigned char *en
     return READ_OK;
 }
 
+/* An insert op from the JSON string after *pp (past its opening quote), unless empty (parse_ops drops
+ * those); READ_PYTHON or -1 as read_string. */
+static int read_insert(Ctx *x, const unsigned char **pp, const unsigned char *end)
+{
+    Op op;
+    int r = read_string(x, pp, end, &op);
+    if (r)
+        return r;
+    return op.ncp && push_op(x, op) ? -1 : READ_OK;
+}
+
 /* Read a contract op list, [{"skip":2},{"insert":"x"},{"delete":1}], into the compact ops
  * (zero counts and empty inserts dropped, as parse_ops drops them). Only the plain form
  * is read here: one key per object, counts 0 <= n < 10**15 without sign, fraction or
@@ -1476,12 +1487,9 @@ static int read_ops(Ctx *x, const char *text, size_t len)
                 if (p == end || *p != '"')
                     return READ_PYTHON;
                 p++;
-                Op op;
-                int r = read_string(x, &p, end, &op);
+                int r = read_insert(x, &p, end);
                 if (r)
                     return r;
-                if (op.ncp && push_op(x, op))
-                    return -1;
             } else {
                 int sign;
                 if (klen == 4 && memcmp(key, "skip", 4) == 0)
@@ -1771,6 +1779,48 @@ static int refuse_unreadable(Ctx *x, Py_ssize_t row, PyObject *bad, int64_t seq,
 /* ot packets: Projector.ot / ReplFiles.apply_ot / TextBuffer.apply          */
 /* ======================================================================== */
 
+/* The first op of x->ops that runs past the end of a text of `size` code points, or NULL: *pos is where
+ * it starts and *size_at the text's size there (TextBuffer's past_end, checked before anything changes). */
+static const Op *op_past_end(const Ctx *x, int64_t size, int64_t *pos, int64_t *size_at)
+{
+    int64_t at = 0;
+    for (size_t i = 0; i < x->nops; i++) {
+        const Op *op = &x->ops[i];
+        if (op->n == 0) {
+            size += (int64_t)op->ncp;
+            at += (int64_t)op->ncp;
+        } else if (op->n > 0 ? at + op->n > size : at - op->n > size) {
+            *pos = at;
+            *size_at = size;
+            return op;
+        } else if (op->n > 0) {
+            at += op->n;
+        } else {
+            size += op->n;
+        }
+    }
+    return NULL;
+}
+
+/* Apply x->ops, whose bounds were checked, to t; -1 when out of memory. */
+static int apply_ops(const Ctx *x, Text *t)
+{
+    int64_t pos = 0;
+    for (size_t i = 0; i < x->nops; i++) {
+        const Op *op = &x->ops[i];
+        if (op->n == 0) {
+            if (text_insert(t, (size_t)pos, op_bytes(x, op), op->len, op->ncp))
+                return -1;
+            pos += (int64_t)op->ncp;
+        } else if (op->n > 0) {
+            pos += op->n;
+        } else if (text_delete(t, (size_t)pos, (size_t)-op->n)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int fold_ot(Ctx *x, Py_ssize_t row, int64_t seq, int64_t us)
 {
     const char *path, *text = NULL, *author = NULL;
@@ -1845,43 +1895,21 @@ static int fold_ot(Ctx *x, Py_ssize_t row, int64_t seq, int64_t us)
         Py_XDECREF(k);
         return rc ? rc : record_break(x, seq, path, plen, us);
     }
-    int64_t pos = 0, size = (int64_t)t->ncp;
-    for (size_t i = 0; i < x->nops; i++) {
-        const Op *op = &x->ops[i];
-        if (op->n == 0) {
-            size += (int64_t)op->ncp;
-            pos += (int64_t)op->ncp;
-        } else if (op->n > 0) {
-            pos += op->n;
-            if (pos > size) {
-                snprintf(msg, sizeof msg, "skip %lld ends at %lld, past the end (%lld code points)",
-                         (long long)op->n, (long long)pos, (long long)size);
-                return break_and_refuse(x, row, f, seq, us, path, plen, version, "op_past_end", msg);
-            }
-        } else {
-            if (pos - op->n > size) {
-                snprintf(msg, sizeof msg, "delete %lld at %lld ends at %lld, past the end (%lld code points)",
-                         (long long)-op->n, (long long)pos, (long long)(pos - op->n), (long long)size);
-                return break_and_refuse(x, row, f, seq, us, path, plen, version, "op_past_end", msg);
-            }
-            size += op->n;
-        }
+    int64_t pos, size;
+    const Op *bad = op_past_end(x, (int64_t)t->ncp, &pos, &size);
+    if (bad != NULL) {
+        if (bad->n > 0)
+            snprintf(msg, sizeof msg, "skip %lld ends at %lld, past the end (%lld code points)", (long long)bad->n,
+                     (long long)(pos + bad->n), (long long)size);
+        else
+            snprintf(msg, sizeof msg, "delete %lld at %lld ends at %lld, past the end (%lld code points)",
+                     (long long)-bad->n, (long long)pos, (long long)(pos - bad->n), (long long)size);
+        return break_and_refuse(x, row, f, seq, us, path, plen, version, "op_past_end", msg);
     }
 
     /* 4. apply */
-    pos = 0;
-    for (size_t i = 0; i < x->nops; i++) {
-        const Op *op = &x->ops[i];
-        if (op->n == 0) {
-            if (text_insert(t, (size_t)pos, op_bytes(x, op), op->len, op->ncp))
-                return nomem(x);
-            pos += (int64_t)op->ncp;
-        } else if (op->n > 0) {
-            pos += op->n;
-        } else if (text_delete(t, (size_t)pos, (size_t)-op->n)) {
-            return nomem(x);
-        }
-    }
+    if (apply_ops(x, t))
+        return nomem(x);
 
     /* 5. the CRC-32 the packet carries (a mismatch breaks the file after the edit) */
     if (has_crc) {
@@ -2571,12 +2599,9 @@ static int read_compact(Ctx *x, const char *text, size_t len)
             return READ_PYTHON;
         if (*p == '"') {
             p++;
-            Op op;
-            int r = read_string(x, &p, end, &op);
+            int r = read_insert(x, &p, end);
             if (r)
                 return r;
-            if (op.ncp && push_op(x, op))
-                return -1;
         } else {
             int neg = *p == '-';
             p += neg;
@@ -2639,28 +2664,14 @@ static int lineage_packet(Ctx *x, Py_ssize_t i, const Text *t)
             return -1;
         }
     }
-    int64_t pos = 0, size = (int64_t)t->ncp;
-    for (size_t k = 0; k < x->nops; k++) {
-        const Op *op = &x->ops[k];
-        if (op->n == 0) {
-            size += (int64_t)op->ncp;
-            pos += (int64_t)op->ncp;
-        } else if (op->n > 0) {
-            pos += op->n;
-            if (pos > size)
-                goto past_end;
-        } else {
-            if (pos - op->n > size)
-                goto past_end;
-            size += op->n;
-        }
+    int64_t pos, size;
+    if (op_past_end(x, (int64_t)t->ncp, &pos, &size) != NULL) {
+        x->err = E_VALUE;
+        snprintf(x->errmsg, sizeof x->errmsg, "packet %zd: an op at %lld runs past the end (%lld code points)", i,
+                 (long long)pos, (long long)size);
+        return -1;
     }
     return 0;
-past_end:
-    x->err = E_VALUE;
-    snprintf(x->errmsg, sizeof x->errmsg, "packet %zd: an op ends past the end of the text (%lld code points)", i,
-             (long long)size);
-    return -1;
 }
 
 /* The whole text as a str (its chunks joined into out first). GIL held. */
@@ -2735,24 +2746,10 @@ static PyObject *texts(PyObject *module, PyObject *args)
             for (; applied < counts[k]; applied++) {
                 if (lineage_packet(x, applied, &t))
                     break;
-                int64_t pos = 0;
-                for (size_t j = 0; j < x->nops; j++) {
-                    const Op *op = &x->ops[j];
-                    if (op->n == 0) {
-                        if (text_insert(&t, (size_t)pos, op_bytes(x, op), op->len, op->ncp)) {
-                            nomem(x);
-                            break;
-                        }
-                        pos += (int64_t)op->ncp;
-                    } else if (op->n > 0) {
-                        pos += op->n;
-                    } else if (text_delete(&t, (size_t)pos, (size_t)-op->n)) {
-                        nomem(x);
-                        break;
-                    }
-                }
-                if (x->err != E_NONE)
+                if (apply_ops(x, &t)) {
+                    nomem(x);
                     break;
+                }
             }
             gil_hold(x);
             if (x->err != E_NONE) {
