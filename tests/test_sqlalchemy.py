@@ -15,6 +15,7 @@ from duckdb_engine.datatypes import HugeInteger, Map, Struct, UBigInteger
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+import warehouse.duckdb_dialect  # noqa: F401  (its exit hook: this module imports duckdb_engine itself)
 from otlake.stages import ingest_events
 from warehouse.dataset_schema import DATASET_TABLES
 from warehouse.schema import TABLES
@@ -112,9 +113,11 @@ def test_engine_reads_amounts_exactly(home):
     engine.dispose()
 
 
-def test_nothing_is_printed_at_exit_without_dispose(home):
-    """A notebook never calls dispose() and may keep a connection open: exit must stay quiet."""
-    script = textwrap.dedent(f"""
+@pytest.mark.parametrize("first", ["", "import torch"])
+def test_nothing_is_printed_at_exit_without_dispose(home, first):
+    """A notebook never calls dispose() and may keep a connection open: exit must stay quiet, also with torch
+    loaded (which kept duckdb-engine's objects alive past shutdown: DuckDB printed a nanobind leak report)."""
+    script = first + "\n" + textwrap.dedent(f"""
         import pandas as pd
         import sqlalchemy
         from sqlalchemy import text

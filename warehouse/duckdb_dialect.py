@@ -10,6 +10,7 @@ everything else is duckdb-engine's. It is registered as `duckdb.otlake` (URL
 
 from __future__ import annotations
 
+import atexit
 import re
 
 from duckdb_engine import Dialect as DuckDBEngineDialect
@@ -32,6 +33,28 @@ _TYPES = {
     "map": lambda: Map(sqltypes.NullType, sqltypes.NullType),
     "union": lambda: UnionType({}),
 }
+
+
+def _release_duckdb_engine() -> None:
+    """Drop duckdb-engine's TryCast compiler at exit (it is registered when duckdb_engine is imported).
+
+    That function lives on in SQLAlchemy's TryCast class, and its globals are duckdb_engine's module dict,
+    which reaches the duckdb module's types and constants. Python clears the dicts only of modules still
+    alive at shutdown; with torch loaded, SQLAlchemy's classes outlive the last collection, so DuckDB's
+    nanobind module found its objects alive and printed a leak report at exit (every test process that
+    imported both torch and duckdb_engine, and any process using sqlalchemy_engine beside torch).
+    """
+    import sys
+
+    if "duckdb_engine" in sys.modules:
+        from sqlalchemy.ext.compiler import deregister
+        from sqlalchemy.sql.elements import TryCast
+
+        deregister(TryCast)
+
+
+atexit.register(_release_duckdb_engine)
+
 _ARRAY = re.compile(r"(.*)\[\d*\]")
 _DECIMAL = re.compile(r"(?:decimal|numeric)\((\d+),\s*(\d+)\)")
 
