@@ -135,3 +135,28 @@ def test_nothing_is_printed_at_exit_without_dispose(home, first):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["9", "1", "hi"]
     assert done.stderr == ""
+
+
+def test_several_connections_to_one_warehouse_each_have_file_at(home):
+    """Inspecting or reading with pandas while a connection is held opens a second one; two read-only
+    Warehouses on one file likewise. Each has its own file_at, which keeps working after the other closes."""
+    engine = sqlalchemy_engine(home)
+    try:
+        with engine.connect() as held:
+            assert held.execute(text("SELECT file_at('r1', 'main.py', now())")).scalar() == "hi"
+            assert len(sqlalchemy.inspect(engine).get_columns("events")) == 9
+            got = pd.read_sql_query(text("SELECT path, content FROM files_at('r1', now())"), engine)
+            assert got.to_dict("records") == [{"path": "main.py", "content": "hi"}]
+            assert held.execute(text("SELECT file_at('r1', 'main.py', TIMESTAMPTZ '2000-01-01')")).scalar() is None
+    finally:
+        engine.dispose()
+    first = Warehouse(home, read_only=True)
+    second = Warehouse(home, read_only=True)
+    try:
+        ask = "SELECT file_at('r1', 'main.py', now()), (SELECT content FROM files_at('r1', now()))"
+        assert first.con.execute(ask).fetchall() == second.con.execute(ask).fetchall() == [("hi", "hi")]
+        first.close()
+        assert second.con.execute(ask).fetchall() == [("hi", "hi")]
+    finally:
+        first.close()
+        second.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import threading
 import weakref
@@ -138,10 +139,17 @@ def register_functions(con) -> _CursorPool:
             out[i] = text
         return pa.array(out, pa.string())
 
+    # A Python function lands in the catalog of the database, which every connection to the file in this
+    # process shares: a second connection could not register `file_at` again, and would call the first
+    # one's (reading through its cursors, after it closed). So each connection registers its own name and
+    # reaches it through `file_at`, a temporary macro, which is the connection's own.
+    name = f"_otlake_file_at_{os.getpid()}_{next(_FUNCTION_IDS)}"
     con.create_function(
-        "file_at", file_at, ["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR",
+        name, file_at, ["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR",
         type="arrow", null_handling="special", side_effects=False,
     )
+    pool.function = name
+    con.execute(f"CREATE OR REPLACE TEMP MACRO file_at(r, p, t) AS {name}(r, p, t)")
     con.execute(
         """CREATE OR REPLACE TEMP MACRO files_at(r, t) AS TABLE
            SELECT path, file_at(repl_id, path, t) AS content FROM file_paths
@@ -151,11 +159,15 @@ def register_functions(con) -> _CursorPool:
     return pool
 
 
+_FUNCTION_IDS = itertools.count()
+
+
 class _CursorPool:
-    """Cursors of one connection, lent one per concurrent UDF call."""
+    """Cursors of one connection, lent one per concurrent UDF call; `function`: the name file_at calls."""
 
     def __init__(self, con) -> None:
         self.con = con
+        self.function: str | None = None
         self.free: list = []
         self.all: list = []
         self.lock = threading.Lock()
@@ -173,9 +185,16 @@ class _CursorPool:
             self.free.append(cur)
 
     def close(self) -> None:
+        """Close the cursors and take the function out of the database's catalog."""
         for cur in self.all:
             cur.close()
         self.all, self.free = [], []
+        if self.function is not None:
+            try:
+                self.con.remove_function(self.function)
+            except duckdb.Error:
+                pass  # the connection is closed already: its database went with it, or keeps a dead name
+            self.function = None
 
 
 def sqlalchemy_engine(home: str | os.PathLike | None = None, read_only: bool = True):
