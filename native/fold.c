@@ -2644,7 +2644,7 @@ static int lineage_packet(Ctx *x, Py_ssize_t i, const Text *t)
     if (r == READ_PYTHON) {
         gil_hold(x);
         PyObject *arg = str_of(text, len);
-        PyObject *list = arg ? PyObject_CallOneArg(x->parse_cb, arg) : NULL;
+        PyObject *list = arg ? PyObject_CallFunction(x->parse_cb, "On", arg, i) : NULL;
         Py_XDECREF(arg);
         int big = 0;
         if (list == NULL || !PyList_Check(list)) {
@@ -2689,8 +2689,9 @@ PyDoc_STRVAR(texts_doc,
 "One lineage's text after each count in `wanted` (non-decreasing, each 0..len(packets))\n"
 "of its stored packets, applied in order to `base`, in one pass. packets: the\n"
 "(length, offset, validity, offsets, data, width) tuple of an Arrow string column of\n"
-"compact op lists (ot_ops.ops); parse(text) -> list reads one this reader leaves to\n"
-"Python. A bad packet raises ValueError naming its index. Use ot_replay.lineage.texts.");
+"compact op lists (ot_ops.ops); parse(text, index) -> list reads one this reader leaves\n"
+"to Python. A packet that runs past the text raises ValueError(\"packet N: ...\").\n"
+"Use ot_replay.lineage.texts.");
 
 static PyObject *texts(PyObject *module, PyObject *args)
 {

@@ -9,6 +9,7 @@ hold it equal to.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import orjson
@@ -21,20 +22,23 @@ from .buffer import TextBuffer
 from .fold_native import column_spec
 
 NATIVE = True  # what texts() runs unless told; the tests flip it to run everything on the reference
+CHUNK_MIN, CHUNK_MAX = 16, 1 << 16  # the C text buffer's chunk sizes (fold.c CHUNK_BYTES_MIN, _MAX)
 
 
 class DamagedPacket(ValueError):
     """A stored packet that is not a compact op list or does not fit its text: the store is damaged."""
 
 
-def parse_compact(text: str) -> list:
-    """A stored compact op list ([2, "x", -1]) as Python; DamagedPacket if it is not one."""
+def parse_compact(text: str, index: int | None = None) -> list:
+    """A stored compact op list ([2, "x", -1]) as Python; DamagedPacket (naming packet `index`) if it is not
+    one."""
+    where = "" if index is None else f"packet {index}: "
     try:
         ops = orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        raise DamagedPacket(f"not JSON: {e}") from None
+        raise DamagedPacket(f"{where}not JSON: {e}") from None
     if type(ops) is not list or any(type(op) is not str and type(op) is not int for op in ops):
-        raise DamagedPacket(f"not a compact op list: {text[:80]!r}")
+        raise DamagedPacket(f"{where}not a compact op list: {text[:80]!r}")
     return ops
 
 
@@ -48,8 +52,9 @@ def texts_python(base: str, packets: Sequence[str | None], wanted: Sequence[int]
             text = packets[applied]
             if text is None:
                 raise DamagedPacket(f"packet {applied} has no ops (null)")
+            ops = parse_compact(text, applied)
             try:
-                buf.apply(parse_compact(text))
+                buf.apply(ops)
             except BadEvent as e:
                 raise DamagedPacket(f"packet {applied}: {e}") from None
             applied += 1
@@ -66,18 +71,20 @@ def texts(base: str, packets: pa.Array | pa.ChunkedArray | Sequence[str], wanted
     native: the compiled implementation (default NATIVE) or the reference; chunk_bytes: the size of the C
     text buffer's chunks (a tuning knob; tests make it tiny).
     """
-    order = sorted(set(wanted))
+    order = sorted({operator.index(k) for k in wanted})
     if order and (order[0] < 0 or order[-1] > len(packets)):
         raise ValueError(f"counts must be 0..{len(packets)}, got {order[0]}..{order[-1]}")
+    if not CHUNK_MIN <= chunk_bytes <= CHUNK_MAX:
+        raise ValueError(f"chunk_bytes must be {CHUNK_MIN}..{CHUNK_MAX}, got {chunk_bytes}")
     if native if native is not None else NATIVE:
         if not isinstance(packets, (pa.Array, pa.ChunkedArray)):
             packets = pa.array(packets, pa.string())
         try:
             got = _fold.texts(base, column_spec(packets, "s"), order, parse_compact, chunk_bytes)
-        except DamagedPacket:
-            raise
         except ValueError as e:
-            raise DamagedPacket(str(e)) from None
+            if type(e) is ValueError and str(e).startswith("packet "):  # the C code's word for a bad packet
+                raise DamagedPacket(str(e)) from None
+            raise
     else:
         got = texts_python(base, packets.to_pylist() if isinstance(packets, (pa.Array, pa.ChunkedArray))
                            else packets, order)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import tracemalloc
 from collections import defaultdict
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -82,7 +84,7 @@ def test_stored_forms_other_than_orjsons_read_the_same(stored, ops, chunk):
 @pytest.mark.parametrize("bad", ["[9]", "[2,-9]", '[1,"x",{}]', "nope", '"ops"', "[1.5]", None, "[true]"])
 def test_damaged_packets_raise_naming_the_packet(native, bad):
     good = ['["ab"]', "[1,-1]"]
-    with pytest.raises(DamagedPacket):
+    with pytest.raises(DamagedPacket, match="^packet 2[: ]"):
         texts("", [*good, bad], [3], native=native)
     assert texts("", [*good, bad], [2, 0], native=native) == ["a", ""]  # the packets before it are fine
 
@@ -95,10 +97,14 @@ def test_counts_in_any_order_with_repeats_and_arrow_inputs():
     chunked = pa.chunked_array([ops[:2], ops[2:]], pa.string())
     for packets in (sliced, chunked, pa.array(ops)):
         assert texts("", packets, [3, 2]) == [want[2], want[1]]
-    with pytest.raises(ValueError):
-        texts("", ops, [5])
-    with pytest.raises(ValueError):
-        texts("", ops, [-1])
+    assert texts("", ops, [np.int64(2), np.int32(1)]) == texts("", ops, [2, 1], native=False) == [want[1], want[0]]
+    for wrong in ([5], [-1], [1.5]):  # not a count of these packets: an error of the call, not of the store
+        with pytest.raises((ValueError, TypeError)) as raised:
+            texts("", ops, wrong)
+        assert not isinstance(raised.value, DamagedPacket)
+    with pytest.raises(ValueError, match="chunk_bytes") as raised:
+        texts("", ops, [1], chunk_bytes=8)
+    assert not isinstance(raised.value, DamagedPacket)
 
 
 def test_a_long_lineage_across_many_chunks_and_back_to_empty():
@@ -132,21 +138,37 @@ def test_out_of_memory_at_every_allocation_raises_memory_error():
 
 
 def test_no_reference_leaks():
-    ops = pa.array(['["ab"]', '[1,"\\u0041"]', "[2,-1]"])
-    base = "start"
+    # packets read in C, one left to Python (spaces), and a damaged one; results checked by tracemalloc too,
+    # since strings are not tracked by the garbage collector
+    ops = pa.array(['["ab"]', '[1,"\\u0041"]', '[ 2 , -1 ]', '[1, "é😀"]'])
+    base = "".join(["st", "art ", "é"])  # made at run time: not an interned constant others hold
     watched = [base, ops, lineage.parse_compact]
-    texts(base, ops, [3])
-    gc.collect()
-    before = [sys.getrefcount(o) for o in watched]
-    objects = len(gc.get_objects())
-    for _ in range(300):
-        got = texts(base, ops, [0, 1, 2, 3])
+
+    def run():
+        got = texts(base, ops, [0, 1, 2, 3, 4, 4])
         try:
             texts(base, ['[1,"x",{}]'], [1])
         except DamagedPacket:
             pass
-    del got
+        return got
+
+    run()
     gc.collect()
+    before = [sys.getrefcount(o) for o in watched]
+    objects = len(gc.get_objects())
+    tracemalloc.start()
+    try:
+        for _ in range(50):
+            run()
+        gc.collect()
+        first, _ = tracemalloc.get_traced_memory()
+        for _ in range(500):
+            run()
+        gc.collect()
+        second, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert second - first < 20_000  # 500 runs make ~3,000 strings: a leaked one each would be ~200 KB
     assert [sys.getrefcount(o) for o in watched] == before
     assert len(gc.get_objects()) - objects < 50
 

@@ -150,13 +150,25 @@ def test_several_connections_to_one_warehouse_each_have_file_at(home):
             assert held.execute(text("SELECT file_at('r1', 'main.py', TIMESTAMPTZ '2000-01-01')")).scalar() is None
     finally:
         engine.dispose()
-    first = Warehouse(home, read_only=True)
+    first = Warehouse(home, read_only=True)  # the engine's connections are closed: this one has file_at
     second = Warehouse(home, read_only=True)
     try:
         ask = "SELECT file_at('r1', 'main.py', now()), (SELECT content FROM files_at('r1', now()))"
         assert first.con.execute(ask).fetchall() == second.con.execute(ask).fetchall() == [("hi", "hi")]
+        cur = first.con.cursor()  # a cursor of the connection that registered file_at calls it too
+        try:
+            assert cur.execute("SELECT file_at('r1', 'main.py', now())").fetchall() == [("hi",)]
+        finally:
+            cur.close()
         first.close()
         assert second.con.execute(ask).fetchall() == [("hi", "hi")]
+        third = Warehouse(home, read_only=True)  # the first one's name left with it: this one takes it
+        try:
+            cur = third.con.cursor()
+            assert cur.execute("SELECT file_at('r1', 'main.py', now())").fetchall() == [("hi",)]
+            cur.close()
+        finally:
+            third.close()
     finally:
         first.close()
         second.close()

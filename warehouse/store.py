@@ -140,16 +140,22 @@ def register_functions(con) -> _CursorPool:
         return pa.array(out, pa.string())
 
     # A Python function lands in the catalog of the database, which every connection to the file in this
-    # process shares: a second connection could not register `file_at` again, and would call the first
-    # one's (reading through its cursors, after it closed). So each connection registers its own name and
-    # reaches it through `file_at`, a temporary macro, which is the connection's own.
-    name = f"_otlake_file_at_{os.getpid()}_{next(_FUNCTION_IDS)}"
-    con.create_function(
-        name, file_at, ["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR",
-        type="arrow", null_handling="special", side_effects=False,
-    )
-    pool.function = name
-    con.execute(f"CREATE OR REPLACE TEMP MACRO file_at(r, p, t) AS {name}(r, p, t)")
+    # process shares, cursors included. The first connection registers `file_at` there (its cursors call it
+    # too); a second one (inspecting or reading with pandas while a connection is held, two read-only
+    # Warehouses) cannot register that name again and must not call the first one's (it reads through the
+    # first one's cursors, and DuckDB crashes once the connection that registered a function is gone): it
+    # registers a name of its own and reaches it through `file_at`, a temporary macro, its own alone.
+    # Closing removes the function (_CursorPool.close), so the name never outlives its connection.
+    signature = (["VARCHAR", "VARCHAR", "TIMESTAMPTZ"], "VARCHAR")
+    try:
+        con.create_function("file_at", file_at, *signature, type="arrow", null_handling="special",
+                            side_effects=False)
+        pool.function = "file_at"
+    except duckdb.CatalogException:
+        name = f"_otlake_file_at_{os.getpid()}_{next(_FUNCTION_IDS)}"
+        con.create_function(name, file_at, *signature, type="arrow", null_handling="special", side_effects=False)
+        pool.function = name
+        con.execute(f"CREATE OR REPLACE TEMP MACRO file_at(r, p, t) AS {name}(r, p, t)")
     con.execute(
         """CREATE OR REPLACE TEMP MACRO files_at(r, t) AS TABLE
            SELECT path, file_at(repl_id, path, t) AS content FROM file_paths
@@ -218,5 +224,12 @@ def sqlalchemy_engine(home: str | os.PathLike | None = None, read_only: bool = T
         raw = dbapi_connection._ConnectionWrapper__c
         raw.execute("SET TimeZone = 'UTC'")
         dbapi_connection.otlake_functions = register_functions(raw)
+
+    @event.listens_for(engine, "close")
+    def _release(dbapi_connection, _record) -> None:
+        # before the pool closes the connection: its function leaves the database's catalog with it
+        functions = getattr(dbapi_connection, "otlake_functions", None)
+        if functions is not None:
+            functions.close()
 
     return engine
