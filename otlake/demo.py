@@ -78,7 +78,7 @@ def _build_dataset(wh: Warehouse) -> None:
 
 def _show(wh: Warehouse) -> None:
     con = wh.con
-    counts = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES]
+    counts = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in TABLES]
     click.echo("\nWhat the warehouse holds:")
     click.echo(render(["table", "rows"], counts, "table"))
     click.echo("\nEvents by kind:")
@@ -87,12 +87,12 @@ def _show(wh: Warehouse) -> None:
     sample = con.execute(
         f"""SELECT d.repl_id, d.path, d.ts, d.code, d.message, d.start_line FROM diagnostics d
            JOIN repls r USING (repl_id) WHERE {public_sql("r.is_private")}
-           ORDER BY d.code NOT LIKE 'pyright[report%', d.repl_id, d.seq LIMIT 1""").fetchone()
-    if sample is None:
+           ORDER BY d.code NOT LIKE 'pyright[report%', d.repl_id, d.seq LIMIT 1""").fetchall()
+    if not sample:
         return
-    repl_id, path, ts, code, message, line = sample
+    (repl_id, path, ts, code, message, line), = sample
     at = ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    (text,) = con.execute("SELECT file_at(?, ?, ?::TIMESTAMPTZ)", [repl_id, path, at]).fetchone()
+    ((text,),) = con.execute("SELECT file_at(?, ?, ?::TIMESTAMPTZ)", [repl_id, path, at]).fetchall()
     lines = (text or "").splitlines()
     lo = max(line - 2, 0)
     click.echo(f"\nA diagnostic the user saw, and the file at that instant (file_at):\n  {code} {message}")

@@ -46,7 +46,7 @@ def _unknown_repl_hint(cur, missing: list[str]) -> str:
         if near:
             parts.append(f"did you mean {', '.join(near)}?")
     quarantined = cur.execute("SELECT count(*) FROM quarantine WHERE list_contains(?, repl_id)",
-                              [missing]).fetchone()[0]
+                              [missing]).fetchall()[0][0]
     if quarantined:
         ids = ", ".join("'" + r.replace("'", "''") + "'" for r in missing)
         records = "1 record was" if quarantined == 1 else f"{quarantined} records were"
