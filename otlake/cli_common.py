@@ -55,8 +55,11 @@ class Progress:
         return self
 
     def __call__(self, n: int) -> None:
-        if os.environ.get("OTLAKE_TRACE"):
+        trace = os.environ.get("OTLAKE_TRACE")
+        if trace:
             print(f"progress +{n}", file=sys.stderr, flush=True)
+            if trace == "step":  # wait for a line on stdin: a test kills the process exactly here
+                sys.stdin.readline()
         if self.bar:
             self.bar.update(n)
 
