@@ -93,10 +93,14 @@ class Timeline:
         broken: set[int] = set()
         marks: dict[int, dict[str, tuple[int, int] | None]] = {}
         pending = sorted(set(counts))
+
+        def mark() -> dict[str, tuple[int, int] | None]:  # each bound path: (lineage, packets applied)
+            return {p: None if f in broken else (f, applied[f]) for p, f in sorted(bound.items())}
+
         k = 0
         for done, (_, _, _, step) in enumerate(self._steps):
             while k < len(pending) and pending[k] <= done:
-                marks[pending[k]] = {p: None if f in broken else (f, applied[f]) for p, f in sorted(bound.items())}
+                marks[pending[k]] = mark()
                 k += 1
             if k == len(pending):
                 break
@@ -110,9 +114,8 @@ class Timeline:
                 applied[step[1]] += 1
             else:
                 broken.add(step[1])
-        while k < len(pending):
-            marks[pending[k]] = {p: None if f in broken else (f, applied[f]) for p, f in sorted(bound.items())}
-            k += 1
+        for n in pending[k:]:
+            marks[n] = mark()
         need: dict[int, set[int]] = defaultdict(set)
         for mark in marks.values():
             for at in mark.values():

@@ -171,10 +171,9 @@ class TimeTravel:
             r=ranges,
         )
         op_lists: dict[tuple[str, int], tuple[int, pa.Array]] = {}  # lineage: (first version, its packets)
-        starts = ops.column("repl_id").to_pylist(), ops.column("file_id").to_pylist()
+        rids, fids = ops.column("repl_id").to_pylist(), ops.column("file_id").to_pylist()
         first_versions, packets = ops.column("version"), ops.column("ops").combine_chunks()
         start = 0
-        rids, fids = starts
         for j in range(1, len(rids) + 1):
             if j == len(rids) or rids[j] != rids[start] or fids[j] != fids[start]:
                 op_lists[(rids[start], fids[start])] = (first_versions[start].as_py(), packets.slice(start, j - start))
